@@ -1,0 +1,56 @@
+# One target per job. Every target bootstraps .venv first (fast when nothing changed).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help setup run test test-unit test-integration lint format bench bench-generate bench-train \
+        bench-serve bench-kyc bench-features clean
+
+help:  ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+setup:  ## Create .venv and install Vigil with its dev tools.
+	@scripts/bootstrap.sh
+
+run: setup  ## Start Vigil (local Ray on 127.0.0.1, SQLite, in-process bus); Ctrl-C stops it.
+	@$(VENV)/bin/vigil up
+
+test: setup  ## Run every test tier (unit, then integration with real Ray/PostgreSQL/Redis).
+	@$(PY) -m pytest tests/unit -q
+	@$(PY) -m pytest tests/integration -q
+
+test-unit: setup  ## Unit tier only (no Ray, no network).
+	@$(PY) -m pytest tests/unit -q
+
+test-integration: setup  ## Integration tier only.
+	@$(PY) -m pytest tests/integration -q
+
+lint: setup  ## ruff and mypy.
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy vigil actors deployments training kyc
+
+format: setup  ## Apply ruff's fixes and formatting.
+	@$(VENV)/bin/ruff check --fix .
+	@$(VENV)/bin/ruff format .
+
+bench: bench-generate bench-features bench-train bench-serve bench-kyc  ## Every benchmark.
+
+bench-generate: setup  ## Synthetic data: 5M transactions / 50K users; rows/s and peak RSS.
+	@$(PY) benchmarks/bench_generate.py --users 50000 --transactions 5000000
+
+bench-features: setup  ## Offline feature computation on 5M rows.
+	@$(PY) benchmarks/bench_features.py
+
+bench-train: setup  ## Features + XGBoost (Ray Train and plain) on 5M rows.
+	@$(PY) benchmarks/bench_train.py
+
+bench-serve: setup  ## Load test of the Serve graph vs the uvicorn baseline.
+	@$(PY) benchmarks/bench_serve.py
+
+bench-kyc: setup  ## One full KYC submission, p50/p95, and liveness APCER/BPCER.
+	@$(PY) benchmarks/bench_kyc.py
+
+clean:  ## Remove the virtualenv, caches and local state (var/).
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var

@@ -1,0 +1,236 @@
+"""The data model, migrations, repository and bulk load, on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+from pydantic import ValidationError
+
+from vigil.db import repository as repo
+from vigil.db.bulk import bulk_load
+from vigil.db.engine import create_engine, session_factory, session_scope
+from vigil.db.migrate import downgrade_async, upgrade_async
+from vigil.db.models import TABLE_ORDER, DeviceIpHistory, Transaction, User
+from vigil.errors import DuplicateIdempotencyKey, InvalidRequest, UnknownReference
+from vigil.schemas import AccountCreate, DeviceCreate, MerchantCreate, TransactionCreate, UserCreate
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+async def _tables(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
+    finally:
+        await engine.dispose()
+
+
+async def test_migrations_go_up_and_down_cleanly(empty_database_url: str) -> None:
+    url = empty_database_url
+    await upgrade_async(url)
+    assert set(TABLE_ORDER) | {"alembic_version"} <= await _tables(url)
+    await downgrade_async(url, "base")
+    assert await _tables(url) <= {"alembic_version"}
+    await upgrade_async(url)  # and up again from nothing
+    assert set(TABLE_ORDER) <= await _tables(url)
+
+
+class World:
+    """A user with an account, a merchant and a device, made through the repository."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url)
+        self.sessions = session_factory(self.engine)
+
+    async def build(self) -> World:
+        async with session_scope(self.sessions) as s:
+            self.user = await repo.create_user(
+                s, data=UserCreate(full_name="Ada", country="GB", home_lat=51.5, home_lon=-0.1, created_at=T0)
+            )
+            assert self.user.user_id is not None
+            self.account = await repo.create_account(
+                s, data=AccountCreate(user_id=self.user.user_id, currency="EUR", opened_at=T0)
+            )
+            self.merchant = await repo.create_merchant(
+                s, data=MerchantCreate(name="Shop", category="grocery", country="GB", lat=51.5, lon=-0.1)
+            )
+            self.device = await repo.create_device(s, data=DeviceCreate(fingerprint="fp-1", os="ios"))
+        return self
+
+    def tx(self, key: str, **overrides: object) -> TransactionCreate:
+        fields: dict[str, object] = {
+            "idempotency_key": key,
+            "user_id": self.user.user_id,
+            "account_id": self.account.account_id,
+            "merchant_id": self.merchant.merchant_id,
+            "device_id": self.device.device_id,
+            "ip": "203.0.113.7",
+            "amount": "12.50",
+            "currency": "EUR",
+            "channel": "ecommerce",
+            "country": "GB",
+            "created_at": T0,
+        }
+        fields.update(overrides)
+        return TransactionCreate.model_validate(fields)
+
+    async def counts(self) -> dict[str, int]:
+        async with self.sessions() as s:
+            return {
+                t.__tablename__: await repo.count_rows(s, t) for t in (User, Transaction, DeviceIpHistory)
+            }
+
+
+async def test_transaction_round_trip_and_history_queries(database_url: str) -> None:
+    world = await World(database_url).build()
+    try:
+        async with session_scope(world.sessions) as s:
+            for i in range(3):
+                await repo.record_transaction(
+                    s, data=world.tx(f"key-000{i}", created_at=T0 + timedelta(hours=i))
+                )
+        async with world.sessions() as s:
+            recent = await repo.user_transactions(
+                s, user_id=world.user.user_id, since=T0 + timedelta(minutes=30)
+            )
+            assert [t.idempotency_key for t in recent] == ["key-0002", "key-0001"]
+            assert recent[0].amount == Decimal("12.50")
+            assert recent[0].created_at == T0 + timedelta(hours=2)
+            assert recent[0].created_at.tzinfo is not None
+            assert await repo.device_users(s, device_id=world.device.device_id, since=T0) == [
+                world.user.user_id
+            ]
+            assert await repo.ip_users(s, ip="203.0.113.7", since=T0) == [world.user.user_id]
+    finally:
+        await world.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        ({"user_id": 999_999}, "user 999999 does not exist"),
+        ({"account_id": 999_999}, "account 999999 does not exist"),
+        ({"merchant_id": 999_999}, "merchant 999999 does not exist"),
+        ({"device_id": 999_999}, "device 999999 does not exist"),
+        ({"currency": "USD"}, "is in EUR"),
+    ],
+)
+async def test_bad_references_are_rejected_and_leave_the_database_unchanged(
+    database_url: str, overrides: dict[str, object], error: str
+) -> None:
+    world = await World(database_url).build()
+    try:
+        before = await world.counts()
+        with pytest.raises(UnknownReference, match=error):
+            async with session_scope(world.sessions) as s:
+                await repo.record_transaction(s, data=world.tx("key-bad-1", **overrides))
+        assert await world.counts() == before
+    finally:
+        await world.engine.dispose()
+
+
+async def test_duplicate_idempotency_key_is_rejected_and_changes_nothing(database_url: str) -> None:
+    world = await World(database_url).build()
+    try:
+        async with session_scope(world.sessions) as s:
+            first = await repo.record_transaction(s, data=world.tx("key-dup-1"))
+        before = await world.counts()
+        with pytest.raises(DuplicateIdempotencyKey) as caught:
+            async with session_scope(world.sessions) as s:
+                await repo.record_transaction(s, data=world.tx("key-dup-1", amount="99.00"))
+        assert caught.value.transaction_id == first.transaction_id
+        assert await world.counts() == before
+    finally:
+        await world.engine.dispose()
+
+
+async def test_database_constraints_hold_even_past_the_schemas(database_url: str) -> None:
+    """The schema is the last line: a negative amount written around the API still fails."""
+    world = await World(database_url).build()
+    try:
+        before = await world.counts()
+        with pytest.raises(sa.exc.IntegrityError):
+            async with session_scope(world.sessions) as s:
+                row = Transaction(**world.tx("key-neg-1").model_dump())
+                row.amount = Decimal("-1.00")
+                s.add(row)
+        assert await world.counts() == before
+    finally:
+        await world.engine.dispose()
+
+
+def test_schemas_reject_bad_values_with_reasons() -> None:
+    base = {
+        "idempotency_key": "key-00001",
+        "user_id": 1,
+        "account_id": 1,
+        "merchant_id": 1,
+        "amount": "10.00",
+        "currency": "EUR",
+        "channel": "pos",
+        "country": "GB",
+    }
+    TransactionCreate.model_validate(base)
+    for field, value, reason in [
+        ("amount", "-5", "greater than 0"),
+        ("amount", "0", "greater than 0"),
+        ("amount", "1.234", "decimal places"),
+        ("currency", "XYZ", "unknown currency"),
+        ("channel", "fax", "Input should be"),
+        ("created_at", "2026-01-01T00:00:00", "time zone"),
+        ("ip", "999.1.1.1", "not an IPv4/IPv6 address"),
+    ]:
+        with pytest.raises(ValidationError, match=reason):
+            TransactionCreate.model_validate({**base, field: value})
+
+
+def _write(path: Path, table: str, rows: list[dict[str, object]]) -> None:
+    pq.write_table(pa.Table.from_pylist(rows), path / f"{table}.parquet")
+
+
+async def test_bulk_load_is_all_or_nothing(database_url: str, tmp_path: Path) -> None:
+    users = [
+        {"user_id": i, "created_at": T0, "full_name": f"U{i}", "country": "GB", "home_lat": 51.0,
+         "home_lon": 0.0, "segment": "retail", "kyc_status": "none", "kyc_risk_level": "unknown"}
+        for i in (1, 2, 3)
+    ]  # fmt: skip
+    accounts = [
+        {"account_id": 10 + i, "user_id": i, "opened_at": T0, "kind": "checking", "currency": "EUR",
+         "status": "active"}
+        for i in (1, 2, 3)
+    ]  # fmt: skip
+    good = tmp_path / "good"
+    good.mkdir()
+    _write(good, "users", users)
+    _write(good, "accounts", accounts)
+    loaded = await bulk_load(database_url, good, progress=False)
+    assert loaded == {"users": 3, "accounts": 3}
+
+    # New rows after a bulk load get fresh ids (PostgreSQL's sequences were moved past them).
+    world = World(database_url)
+    try:
+        async with session_scope(world.sessions) as s:
+            user = await repo.create_user(
+                s, data=UserCreate(full_name="New", country="FR", home_lat=48.8, home_lon=2.3)
+            )
+            assert user.user_id == 4
+        # A second load whose accounts reference a missing user loads nothing at all.
+        bad = tmp_path / "bad"
+        bad.mkdir()
+        _write(bad, "users", [{**users[0], "user_id": 50}])
+        _write(bad, "accounts", [{**accounts[0], "account_id": 60, "user_id": 777}])
+        with pytest.raises(InvalidRequest, match=r"accounts: .*nothing was loaded"):
+            await bulk_load(database_url, bad, progress=False)
+        async with world.sessions() as s:
+            assert await repo.count_rows(s, User) == 4
+    finally:
+        await world.engine.dispose()

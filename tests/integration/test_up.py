@@ -1,0 +1,91 @@
+"""`vigil up` (what `make run` starts): serves /healthz and /docs, listens on loopback only, and
+Ctrl-C leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tree(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _listening(processes: list[psutil.Process]) -> list[tuple[str, int, str]]:
+    pids = {p.pid: p for p in processes}
+    found = []
+    for conn in psutil.net_connections(kind="inet"):
+        if conn.status == psutil.CONN_LISTEN and conn.pid in pids:
+            found.append((conn.laddr.ip, conn.laddr.port, pids[conn.pid].name()))
+    return found
+
+
+def test_vigil_up_serves_on_loopback_and_stops_cleanly(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "VIGIL_HOME": str(tmp_path), "VIGIL_HTTP_PORT": str(port), "VIGIL_RAY_NUM_CPUS": "2"}
+    for name in ("DATABASE_URL", "VIGIL_DATABASE_URL", "VIGIL_RAY_ADDRESS", "RAY_ADDRESS"):
+        env.pop(name, None)
+    log = (tmp_path / "up.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vigil.cli", "up"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    parent = psutil.Process(proc.pid)
+    seen: dict[int, psutil.Process] = {}
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert proc.poll() is None, (tmp_path / "up.log").read_text()[-3000:]
+            for p in _tree(parent):
+                seen[p.pid] = p
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "vigil up did not serve /healthz within 240 s"
+            time.sleep(1)
+        assert httpx.get(f"http://127.0.0.1:{port}/docs", timeout=5).status_code == 200
+        for p in _tree(parent):
+            seen[p.pid] = p
+        # Ray's worker processes are children of its raylet, itself a child of `vigil up`.
+        listening = _listening(list(seen.values()))
+        assert any(port_ == port for _, port_, _ in listening)
+        exposed = [entry for entry in listening if not entry[0].startswith(("127.", "::ffff:127.", "::1"))]
+        assert exposed == [], f"listening beyond loopback: {exposed}"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            log.close()
+    deadline = time.monotonic() + 30
+    while (alive := [p for p in seen.values() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.5)
+    assert alive == [], f"left running after Ctrl-C: {[(p.pid, p.name()) for p in alive]}"
+    assert proc.returncode == 0, (tmp_path / "up.log").read_text()[-3000:]

@@ -1,0 +1,71 @@
+"""Settings from the environment (``VIGIL_*``), with embedded defaults that work on a fresh machine.
+
+Nothing here is built at import time: call :func:`get_settings` (or construct :class:`Settings`)
+where it is needed, e.g. in a Serve replica's ``__init__``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Vigil's configuration. Every field reads ``VIGIL_<NAME>``; the two URLs also read the
+    conventional ``DATABASE_URL`` and ``REDIS_URL``."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_", extra="ignore", frozen=True)
+
+    home: Path = Field(
+        default=Path("var"),
+        description="Directory for the embedded database, models, logs and generated data.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("VIGIL_DATABASE_URL", "DATABASE_URL"),
+        description="SQLAlchemy async URL; default sqlite+aiosqlite:///<home>/vigil.db. "
+        "postgresql://… is rewritten to postgresql+asyncpg://….",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("VIGIL_REDIS_URL", "REDIS_URL"),
+        description="Redis for event streams and rate limits; unset = in-process event bus.",
+    )
+    http_host: str = Field(default="127.0.0.1", description="Address the Serve HTTP proxy binds.")
+    http_port: int = Field(default=8000, ge=1, le=65535, description="Port of the Serve HTTP proxy.")
+    ray_address: str | None = Field(
+        default=None,
+        description="Ray cluster to join (e.g. ray://head:10001 or auto); unset = start a local Ray "
+        "bound to 127.0.0.1.",
+    )
+    ray_num_cpus: int | None = Field(
+        default=None, ge=1, description="CPUs a local Ray may use; unset = all of this machine's."
+    )
+    serve_config: Path = Field(
+        default=Path("ray_config.yaml"), description="The Serve config that `vigil up` deploys."
+    )
+    log_level: str = Field(default="INFO", description="Log level of Vigil's own loggers.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        for plain in ("postgresql://", "postgres://"):
+            if url.startswith(plain):
+                return "postgresql+asyncpg://" + url[len(plain) :]
+        if url.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+        return url
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL in force: the configured one, or the embedded SQLite file."""
+        return self.database_url or f"sqlite+aiosqlite:///{(self.home / 'vigil.db').resolve()}"
+
+
+def get_settings() -> Settings:
+    """Read the settings from the environment now (a fresh object on every call)."""
+    return Settings()
