@@ -35,7 +35,7 @@ pip_install --upgrade pip "setuptools<81" wheel
 pip_install "torch==2.13.0"
 pip_install -e ".[dev]"
 pip_install --no-deps "face-recognition==1.3.0"
-"$VENV/bin/python" -c "import vigil, torch, ray, face_recognition, rapidocr_onnxruntime" \
+"$VENV/bin/python" -W ignore -c "import vigil, torch, ray, face_recognition, rapidocr_onnxruntime" \
   || { echo "bootstrap: the install is incomplete (see the errors above)" >&2; exit 1; }
 rm -f "$VENV"/.stamp-*
 touch "$stamp"

@@ -234,3 +234,20 @@ async def test_bulk_load_is_all_or_nothing(database_url: str, tmp_path: Path) ->
             assert await repo.count_rows(s, User) == 4
     finally:
         await world.engine.dispose()
+
+
+async def test_a_generated_dataset_loads_whole(database_url: str, tmp_path: Path) -> None:
+    from training.generate import GenerateConfig, generate
+
+    summary = generate(GenerateConfig(users=200, transactions=5_000, seed=3), tmp_path, progress=False)
+    loaded = await bulk_load(database_url, tmp_path, progress=False)
+    assert loaded["transactions"] == 5_000
+    assert loaded == {table: rows for table, rows in summary.rows.items() if table in loaded}
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as s:
+            assert await repo.count_rows(s, Transaction) == 5_000
+            fraud = (await s.execute(sa.text("SELECT COUNT(*) FROM fraud_labels WHERE is_fraud"))).scalar_one()
+            assert fraud == summary.rows["fraud_labels"]
+    finally:
+        await engine.dispose()

@@ -1,0 +1,1 @@
+"""Offline side of Vigil: synthetic data generation, data quality, features, training, evaluation."""
