@@ -1,0 +1,105 @@
+"""Registry round trip on a temporary SQLite store: register, list, promote, load the champion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vigil import registry
+from training.evaluate import CostConfig, choose_thresholds, evaluate, write_report
+from training.models.data import FeatureMatrix, make_synthetic_matrix
+from training.models.supervised import train_supervised
+from vigil.models.anomaly import make_detector
+
+pytestmark = [
+    # MLflow 3.x's SQLAlchemy store uses the ``noload`` strategy that SQLAlchemy 2.1 deprecates.
+    pytest.mark.filterwarnings(r"ignore:The ``noload`` loader strategy is deprecated:DeprecationWarning"),
+]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[FeatureMatrix, FeatureMatrix]:
+    m = make_synthetic_matrix(4000, 10, fraud_rate=0.05, days=20, seed=4)
+    idx = np.arange(len(m))
+    return m.subset(idx < 3000), m.subset(idx >= 3000)
+
+
+def test_round_trip(store: str, data: tuple[FeatureMatrix, FeatureMatrix], tmp_path: Path) -> None:
+    train, cal = data
+    model = train_supervised("xgboost", train, cal, params={"num_boost_round": 20}, nthread=1)
+    p_cal = model.predict_proba(cal.X)
+    ev = evaluate(p_cal, cal, choose_thresholds(cal.y, p_cal), CostConfig())
+    report = write_report(ev, tmp_path / "run", title="registry test")
+
+    v1 = registry.register(
+        model,
+        name="fraud-supervised",
+        feature_version=train.feature_version,
+        training_window=train.window,
+        params={"num_boost_round": 20},
+        metrics=ev.metrics,
+        report_dir=report.parent,
+        tracking_uri=store,
+    )
+    v2 = registry.register(model, name="fraud-supervised", feature_version="synthetic-1", tracking_uri=store)
+    assert (v1.version, v2.version) == ("1", "2")
+
+    with pytest.raises(Exception, match="alias"):
+        registry.load_champion("fraud-supervised", tracking_uri=store)
+
+    registry.promote("fraud-supervised", v1.version, tracking_uri=store)
+    listed = registry.list_models("fraud-supervised", tracking_uri=store)
+    assert [(i.version, i.aliases) for i in listed] == [("2", ()), ("1", ("champion",))]
+    assert listed[1].feature_version == "synthetic-1" and listed[1].algorithm == "xgboost"
+
+    loaded = registry.load_champion("fraud-supervised", tracking_uri=store)
+    assert loaded.version == "1"
+    assert loaded.feature_names == train.feature_names
+    assert loaded.feature_version == "synthetic-1"
+    assert loaded.manifest["training_window"][0].startswith(str(train.window[0].date()))
+    assert loaded.manifest["metrics"]["roc_auc"] == pytest.approx(ev.metrics["roc_auc"])
+    np.testing.assert_allclose(loaded.predict_proba(cal.X), p_cal)
+    assert loaded.explain(cal.X.iloc[:2], k=2) is not None
+
+    with pytest.raises(registry.FeatureMismatchError):
+        loaded.predict_proba(cal.X.drop(columns=[cal.X.columns[0]]))
+    with pytest.raises(registry.FeatureMismatchError):
+        loaded.predict_proba(cal.X[list(reversed(cal.X.columns))])
+    with pytest.raises(registry.FeatureMismatchError):
+        loaded.check(cal.X, feature_version="features-2")
+
+    registry.promote("fraud-supervised", v2.version, tracking_uri=store)
+    assert registry.load_champion("fraud-supervised", tracking_uri=store).version == "2"
+
+
+def test_anomaly_bundle_same_format(store: str, data: tuple[FeatureMatrix, FeatureMatrix]) -> None:
+    train, cal = data
+    det = make_detector("isolation_forest", n_estimators=20).fit(train.X)
+    v = registry.register(det, name="fraud-anomaly", feature_version="synthetic-1", tracking_uri=store)
+    registry.promote("fraud-anomaly", v.version, tracking_uri=store)
+    loaded = registry.load_champion("fraud-anomaly", tracking_uri=store)
+    assert loaded.kind == "anomaly" and loaded.algorithm == "isolation_forest"
+    np.testing.assert_allclose(loaded.predict_proba(cal.X), det.predict_proba(cal.X))
+    assert loaded.explain(cal.X.iloc[:2]) is None
+    names = {i.name for i in registry.list_models(tracking_uri=store)}
+    assert {"fraud-supervised", "fraud-anomaly"} <= names
+
+
+def test_promote_unknown_version_fails(store: str) -> None:
+    with pytest.raises(Exception):  # noqa: B017 - MLflow raises its own RESOURCE_DOES_NOT_EXIST
+        registry.promote("fraud-anomaly", 99, tracking_uri=store)
+
+
+def test_bundle_without_mlflow(tmp_path: Path, data: tuple[FeatureMatrix, FeatureMatrix]) -> None:
+    train, _ = data
+    det = make_detector("isolation_forest", n_estimators=10).fit(train.X)
+    registry.save_bundle(det, tmp_path / "b", feature_version="v9")
+    loaded = registry.load_bundle(tmp_path / "b")
+    assert loaded.feature_version == "v9" and loaded.feature_names == train.feature_names

@@ -1,0 +1,1 @@
+"""Scoring models shared by training (which fits them) and serving (which loads them)."""
