@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from vigil.batching import MicroBatcher
+
+
+async def test_concurrent_callers_share_batches_and_get_their_own_results() -> None:
+    seen: list[list[int]] = []
+
+    async def double(items: list[int]) -> list[int]:
+        seen.append(items)
+        await asyncio.sleep(0.001)
+        return [2 * i for i in items]
+
+    batcher = MicroBatcher(double, max_batch=8, max_wait_s=0.01)
+    results = await asyncio.gather(*(batcher.submit(i) for i in range(20)))
+    assert results == [2 * i for i in range(20)]
+    assert sorted(i for batch in seen for i in batch) == list(range(20))
+    assert max(len(b) for b in seen) == 8 and len(seen) < 20
+
+
+async def test_an_error_for_one_item_reaches_only_its_caller() -> None:
+    async def handler(items: list[int]) -> list[int | BaseException]:
+        return [ValueError(f"bad {i}") if i % 2 else i for i in items]
+
+    batcher = MicroBatcher(handler, max_batch=4, max_wait_s=0.01)
+    results = await asyncio.gather(*(batcher.submit(i) for i in range(4)), return_exceptions=True)
+    assert results[0] == 0 and results[2] == 2
+    assert isinstance(results[1], ValueError) and str(results[1]) == "bad 1"
+
+
+async def test_a_failing_handler_fails_every_caller_of_the_batch_and_the_batcher_survives() -> None:
+    calls = 0
+
+    async def handler(items: list[int]) -> list[int]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("downstream died")
+        return items
+
+    batcher = MicroBatcher(handler, max_batch=4, max_wait_s=0.01)
+    first = await asyncio.gather(*(batcher.submit(i) for i in range(3)), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in first)
+    assert await batcher.submit(7) == 7
+
+
+def test_bad_settings_are_refused() -> None:
+    async def handler(items: list[int]) -> list[int]:
+        return items
+
+    with pytest.raises(ValueError, match="max_batch"):
+        MicroBatcher(handler, max_batch=0)
