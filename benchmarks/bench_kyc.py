@@ -1,0 +1,93 @@
+"""KYC benchmark: latency of one full submission and ISO/IEC 30107-3 PAD error rates.
+
+Usage: ``.venv/bin/python benchmarks/bench_kyc.py [--runs 20] [--frames 3]``. Prints p50/p95 of
+``KycEngine.verify`` (selfie frames + the TD3 specimen passport) and the APCER/BPCER table over
+the shared faces and the synthetic attacks, and saves JSON to ``benchmarks/results/kyc-<ts>.json``
+and ``benchmarks/results/kyc-latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+import warnings
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import cv2
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("VIGIL_SHARED_DATA", ROOT / ".." / "shared" / "data"))
+
+
+def _pad(engine: object) -> dict[str, object]:
+    from kyc.attacks import ATTACKS, pad_report
+
+    paths = [p for p in sorted((SHARED / "faces").glob("*/*.jp*g")) if p.parent.name != "_multi"]
+    paths.append(SHARED / "liveness" / "image_T1.jpg")
+    bona: list[bool] = []
+    attacks: dict[str, list[bool]] = {k: [] for k in ATTACKS}
+    for i, p in enumerate(paths):
+        img = cv2.imread(str(p))
+        s = min(1.0, 800 / max(img.shape[:2]))
+        img = cv2.resize(img, None, fx=s, fy=s)
+        check = engine.liveness.check  # type: ignore[attr-defined]
+        faces = engine.faces  # type: ignore[attr-defined]
+        bona.append(check(img, faces.analyze(img)).live)
+        for kind, make in ATTACKS.items():
+            x = make(img, i)
+            attacks[kind].append(check(x, faces.analyze(x)).live)
+    report = pad_report(bona, attacks)
+    print(report.format())
+    return {"apcer": report.apcer, "attack_counts": report.attack_counts, "bpcer": report.bpcer,
+            "bona_fide_count": report.bona_fide_count}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--frames", type=int, default=3)
+    args = ap.parse_args()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from kyc.config import KycConfig
+        from kyc.pipeline import KycEngine
+
+    t0 = time.perf_counter()
+    engine = KycEngine(KycConfig(model_dir=SHARED / "models"))
+    load_s = time.perf_counter() - t0
+    selfie = (SHARED / "liveness" / "image_T1.jpg").read_bytes()
+    doc = (SHARED / "mrz" / "passport-td3.jpg").read_bytes()
+    frames = [selfie] * args.frames
+    engine.verify(frames, doc, today=date(2010, 1, 1))  # warm-up
+    lat, stages = [], []
+    for _ in range(args.runs):
+        t = time.perf_counter()
+        r = engine.verify(frames, doc, today=date(2010, 1, 1))
+        lat.append(time.perf_counter() - t)
+        stages.append(r.timings_ms)
+    lat.sort()
+    p50 = statistics.median(lat)
+    p95 = lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))]
+    stage_p50 = {k: statistics.median(s[k] for s in stages) for k in stages[0]}
+    print(f"KYC submission ({args.frames} frames + TD3 passport), {args.runs} runs on {os.cpu_count()} CPUs: "
+          f"p50 {p50:.3f} s, p95 {p95:.3f} s (model load {load_s:.1f} s)")
+    print("stage p50 (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in stage_p50.items()))
+    print(f"last result: {r.status} {r.risk_level} {r.reason_codes}")
+    pad = _pad(engine)
+    out = {"timestamp": datetime.now(UTC).isoformat(), "machine": platform.platform(), "cpus": os.cpu_count(),
+           "runs": args.runs, "frames": args.frames, "p50_s": p50, "p95_s": p95, "load_s": load_s,
+           "stage_p50_ms": stage_p50, "pad": pad}
+    res = ROOT / "benchmarks" / "results"
+    res.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    for name in (f"kyc-{stamp}.json", "kyc-latest.json"):
+        (res / name).write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

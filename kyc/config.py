@@ -1,0 +1,44 @@
+"""KYC thresholds and limits; plain data so a Serve ``user_config`` can rebuild it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def default_model_dir() -> Path | None:
+    """``$VIGIL_KYC_MODEL_DIR`` or, for development, ``$VIGIL_SHARED_DATA/models`` if it exists."""
+    env = os.environ.get("VIGIL_KYC_MODEL_DIR")
+    if env:
+        return Path(env)
+    shared = Path(
+        os.environ.get("VIGIL_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
+    )
+    return shared / "models" if (shared / "models").is_dir() else None
+
+
+@dataclass(frozen=True)
+class KycConfig:
+    """Thresholds (units in each comment). Scores are 0..1 with higher = more genuine unless noted."""
+
+    model_dir: Path | None = None  # MiniFASNet ONNX + RetinaFace caffe; None = forensics-only liveness
+    max_image_bytes: int = 10_000_000  # bytes per uploaded image
+    max_image_pixels: int = 40_000_000  # width * height
+    min_frames: int = 1
+    max_frames: int = 8
+    # face matching: dlib 128-d embedding euclidean distance; lower = more similar
+    face_match_distance: float = 0.55
+    min_face_px: int = 60  # face box side in pixels
+    min_face_sharpness: float = 15.0  # variance of the Laplacian on the face crop (grey levels^2)
+    # liveness: real-score (probability the face is bona fide)
+    liveness_threshold: float = 0.5
+    # active challenge: eye aspect ratio and yaw
+    blink_ear_closed: float = 0.2
+    blink_ear_open: float = 0.25
+    head_turn_yaw: float = 0.25  # normalised nose offset (-1..1) needed for a turn
+    min_age_years: int = 18
+    # Recognise all visual-zone text even when the MRZ was read (MRZ/visual name cross-check);
+    # costs seconds per document on a 2-core CPU, so off by default.
+    read_visual_zone: bool = False
+    ela_threshold: float = 12.0  # mean error-level excess of the photo region over the page (grey levels)
