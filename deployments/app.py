@@ -3,12 +3,18 @@
 ``ray_config.yaml`` names ``deployments.app:build_app`` as its import path; ``serve run
 ray_config.yaml`` and ``vigil up`` both deploy it. Arguments not given in the config come from
 the environment (:class:`vigil.settings.Settings`), read when the app is built, not at import.
-(No `from __future__ import annotations` here: Serve reads the `AppArgs` annotation at run time.)
+(No ``from __future__ import annotations`` here: Serve reads the ``AppArgs`` annotation at run time.)
+
+    Ingress ─┬─► VelocityShard actors (features: read, then learn)
+             ├─► RuleScreen        ┐
+             ├─► SupervisedScorer  ├ one call each per micro-batch, concurrently
+             └─► AnomalyScorer     ┘
 """
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 
+from deployments.graph import AnomalyScorer, RuleScreen, SupervisedScorer
 from deployments.ingress import Ingress
 from vigil.settings import get_settings
 
@@ -17,9 +23,28 @@ class AppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     database_url: str | None = None
+    redis_url: str | None = None
+    tracking_uri: str | None = None
+    supervised_model: str = "fraud-supervised"
+    anomaly_model: str = "fraud-anomaly"
+    velocity_shards: int = Field(default=2, ge=1, le=256)
+    rate_limit_per_minute: float = Field(default=6000.0, gt=0)
 
 
 def build_app(args: AppArgs) -> Application:
     settings = get_settings()
     database_url = args.database_url or settings.effective_database_url
-    return Ingress.bind(database_url=database_url)  # type: ignore[attr-defined]
+    tracking_uri = args.tracking_uri or settings.tracking_uri
+    rules = RuleScreen.bind(database_url)  # type: ignore[attr-defined]
+    supervised = SupervisedScorer.bind(args.supervised_model, tracking_uri)  # type: ignore[attr-defined]
+    anomaly = AnomalyScorer.bind(args.anomaly_model, tracking_uri)  # type: ignore[attr-defined]
+    return Ingress.bind(  # type: ignore[attr-defined]
+        database_url,
+        args.redis_url or settings.redis_url,
+        str(settings.home.resolve()),
+        args.velocity_shards,
+        rules,
+        supervised,
+        anomaly,
+        args.rate_limit_per_minute,
+    )

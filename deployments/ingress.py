@@ -1,14 +1,28 @@
 """The Serve ingress: the FastAPI app of :mod:`vigil.api` on a Serve deployment.
 
-Thin on purpose: it builds the service in ``__init__`` (never at import) and hands it to the
-routes through ``app.state``; everything else lives in ``vigil``.
+Thin on purpose: ``__init__`` builds the service (never at import), attaches the Ray scoring
+graph (velocity shard actors + the rule and scorer deployments) and the gateway concerns (API
+keys, rate limits, event bus); everything else lives in ``vigil``. ``user_config`` carries the
+decision thresholds and the micro-batch settings, applied by ``reconfigure`` without a redeploy.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from ray import serve
 
+from actors.velocity import get_or_create_shards
+from deployments.graph import ServeGraph
 from vigil.api import create_api, install_service
+from vigil.auth import install_key_store, load_key_store
+from vigil.db.models import BlacklistEntry, FraudLabel, Transaction
+from vigil.events import create_event_bus
+from vigil.features.events import BlacklistEntry as BlacklistEvent
+from vigil.features.events import LabelEvent
+from vigil.policy import DecisionPolicy
+from vigil.ratelimit import InMemoryRateLimiter, RateLimit, RedisRateLimiter, install_rate_limiter
 from vigil.service import VigilService
 
 api = create_api()
@@ -17,6 +31,61 @@ api = create_api()
 @serve.deployment(name="Ingress")
 @serve.ingress(api)
 class Ingress:
-    def __init__(self, database_url: str) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        redis_url: str | None,
+        home: str,
+        velocity_shards: int,
+        rules: Any,
+        supervised: Any,
+        anomaly: Any,
+        rate_limit_per_minute: float = 6000.0,
+    ) -> None:
         self.service = VigilService(database_url)
+        self.shards = get_or_create_shards(velocity_shards, database_url)
+        self.graph = ServeGraph(self.shards, rules, supervised, anomaly)
+        self.rules = rules
+        self.service.attach_screening(self.graph, DecisionPolicy(), create_event_bus(redis_url))
+        self.service.blacklist_listeners.append(self._on_blacklist)
+        self.service.label_listeners.append(self._on_label)
         install_service(api, self.service)
+        install_key_store(api, load_key_store(Path(home)).store)
+        limit = RateLimit.per_minute(rate_limit_per_minute)
+        if redis_url:
+            import redis.asyncio as aioredis
+
+            install_rate_limiter(api, RedisRateLimiter(aioredis.Redis.from_url(redis_url), limit))
+        else:
+            install_rate_limiter(api, InMemoryRateLimiter(limit))
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """``user_config``: ``{policy: {fraud_review: 0.5, ...}, batch: {max_batch: 64, ...}}``."""
+        policy = DecisionPolicy.from_config(config.get("policy"))
+        batch = config.get("batch") or {}
+        self.service.attach_screening(
+            self.graph,
+            policy,
+            self.service.screener.events if self.service.screener else None,
+            **{k: batch[k] for k in ("max_batch", "max_wait_s", "max_concurrency") if k in batch},
+        )
+
+    async def _on_blacklist(self, entry: BlacklistEntry) -> None:
+        event = BlacklistEvent(
+            kind=entry.kind, value=entry.value, added_at=entry.added_at, expires_at=entry.expires_at
+        )
+        for shard in self.shards:
+            await shard.add_blacklist.remote(event)
+        await self.rules.add_blacklist.remote(entry.kind, entry.value, entry.added_at, entry.expires_at)
+
+    async def _on_label(self, label: FraudLabel, tx: Transaction) -> None:
+        event = LabelEvent(
+            transaction_id=label.transaction_id,
+            is_fraud=label.is_fraud,
+            labeled_at=label.labeled_at,
+            transaction_created_at=tx.created_at,
+            merchant_id=tx.merchant_id,
+            device_id=tx.device_id,
+        )
+        for shard in self.shards:
+            await shard.add_label.remote(event)

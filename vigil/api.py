@@ -7,20 +7,44 @@ Every error is JSON ``{"error": code, "detail": reason}`` with a 4xx status; a 5
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vigil import __version__
-from vigil.db.models import Account, Device, Merchant, Transaction, User
+from vigil.auth import Principal, require_role
+from vigil.db.models import (
+    Account,
+    Alert,
+    BlacklistEntry,
+    Decision,
+    Device,
+    Merchant,
+    ReviewCase,
+    Transaction,
+    User,
+)
 from vigil.errors import VigilError
-from vigil.schemas import AccountCreate, DeviceCreate, MerchantCreate, TransactionCreate, UserCreate
+from vigil.metrics import METRICS_CONTENT_TYPE, render_metrics
+from vigil.ratelimit import rate_limited
+from vigil.schemas import (
+    AccountCreate,
+    BlacklistCreate,
+    DeviceCreate,
+    MerchantCreate,
+    TransactionCreate,
+    UserCreate,
+)
+from vigil.screening import ScreenResult
 from vigil.service import VigilService
 
 log = logging.getLogger("vigil.api")
@@ -106,6 +130,32 @@ def get_service(request: Request) -> VigilService:
 
 
 Service = Annotated[VigilService, Depends(get_service)]
+#: Who may call what. Clients submit transactions; analysts work the review queue and the
+#: blacklist; admins may do everything, including creating entities.
+Client = Annotated[Principal, Depends(rate_limited(require_role("client", "admin")))]
+Reader = Annotated[Principal, Depends(require_role("client", "analyst", "admin"))]
+Analyst = Annotated[Principal, Depends(require_role("analyst", "admin"))]
+Admin = Annotated[Principal, Depends(require_role("admin"))]
+
+ALERT_POLL_S = 1.0
+
+
+class TransactionView(BaseModel):
+    transaction: Transaction
+    decision: Decision | None
+
+
+class ReviewItem(BaseModel):
+    case: ReviewCase
+    transaction: Transaction
+    decision: Decision
+
+
+class Resolution(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    resolution: Literal["fraud", "legit"]
+    notes: str | None = Field(default=None, max_length=2000)
 
 
 def create_api() -> FastAPI:
@@ -122,7 +172,11 @@ def create_api() -> FastAPI:
 
     @api.exception_handler(VigilError)
     async def _vigil_error(request: Request, exc: VigilError) -> JSONResponse:
-        return JSONResponse({"error": exc.code, "detail": exc.message}, status_code=exc.status)
+        return JSONResponse(
+            {"error": exc.code, "detail": exc.message},
+            status_code=exc.status,
+            headers=getattr(exc, "headers", None),  # WWW-Authenticate on 401, Retry-After on 429
+        )
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -162,37 +216,130 @@ def create_api() -> FastAPI:
         return JSONResponse({"status": "ready", "schema_revision": revision})
 
     @api.post("/v1/users", status_code=201, tags=["entities"], response_model=User)
-    async def create_user(body: UserCreate, service: Service) -> User:
+    async def create_user(body: UserCreate, service: Service, _: Admin) -> User:
         return await service.create_user(body)
 
     @api.post("/v1/accounts", status_code=201, tags=["entities"], response_model=Account)
-    async def create_account(body: AccountCreate, service: Service) -> Account:
+    async def create_account(body: AccountCreate, service: Service, _: Admin) -> Account:
         return await service.create_account(body)
 
     @api.post("/v1/merchants", status_code=201, tags=["entities"], response_model=Merchant)
-    async def create_merchant(body: MerchantCreate, service: Service) -> Merchant:
+    async def create_merchant(body: MerchantCreate, service: Service, _: Admin) -> Merchant:
         return await service.create_merchant(body)
 
     @api.post("/v1/devices", status_code=201, tags=["entities"], response_model=Device)
-    async def create_device(body: DeviceCreate, service: Service) -> Device:
+    async def create_device(body: DeviceCreate, service: Service, _: Admin) -> Device:
         return await service.create_device(body)
 
-    @api.post("/v1/transactions", status_code=201, tags=["transactions"], response_model=Transaction)
-    async def submit_transaction(body: TransactionCreate, service: Service) -> Transaction:
-        return await service.record_transaction(body, received_at=datetime.now(UTC))
+    @api.post(
+        "/v1/transactions",
+        status_code=201,
+        tags=["transactions"],
+        response_model=ScreenResult,
+        summary="Screen a transaction: approve, review or block, with reason codes",
+        responses={200: {"description": "A retry: the stored decision for this idempotency key"}},
+    )
+    async def submit_transaction(
+        body: TransactionCreate, service: Service, response: Response, _: Client
+    ) -> ScreenResult:
+        result = await service.screen(body, received_at=datetime.now(UTC))
+        if result.replayed:
+            response.status_code = 200
+        return result
 
-    @api.get("/v1/transactions/{transaction_id}", tags=["transactions"], response_model=Transaction)
-    async def get_transaction(transaction_id: int, service: Service) -> Transaction:
-        return await service.get_transaction(transaction_id)
+    @api.get("/v1/transactions/{transaction_id}", tags=["transactions"], response_model=TransactionView)
+    async def get_transaction(transaction_id: int, service: Service, _: Reader) -> TransactionView:
+        tx, decision = await service.transaction_with_decision(transaction_id)
+        return TransactionView(transaction=tx, decision=decision)
 
     @api.get("/v1/users/{user_id}/transactions", tags=["transactions"], response_model=list[Transaction])
     async def user_history(
         user_id: int,
         service: Service,
+        _: Reader,
         hours: Annotated[int, Query(ge=1, le=24 * 366)] = 24 * 30,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[Transaction]:
         since = datetime.now(UTC) - timedelta(hours=hours)
         return list(await service.user_transactions(user_id, since=since, limit=limit))
+
+    @api.get("/v1/review", tags=["review"], response_model=list[ReviewItem], summary="The review queue")
+    async def review_queue(
+        service: Service,
+        _: Analyst,
+        status: Annotated[Literal["open", "claimed", "resolved"] | None, Query()] = "open",
+        after_id: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> list[ReviewItem]:
+        rows = await service.review_cases(status=status, limit=limit, after_id=after_id)
+        return [ReviewItem(case=case, transaction=tx, decision=decision) for case, tx, decision in rows]
+
+    @api.post("/v1/review/{case_id}/claim", tags=["review"], response_model=ReviewCase)
+    async def claim(case_id: int, service: Service, analyst: Analyst) -> ReviewCase:
+        return await service.claim_case(case_id, analyst=analyst.name)
+
+    @api.post("/v1/review/{case_id}/resolve", tags=["review"], response_model=ReviewCase)
+    async def resolve(case_id: int, body: Resolution, service: Service, analyst: Analyst) -> ReviewCase:
+        """Close the case; the verdict becomes the transaction's fraud label (source ``analyst``)."""
+        return await service.resolve_case(
+            case_id, analyst=analyst.name, resolution=body.resolution, notes=body.notes
+        )
+
+    @api.get("/v1/blacklist", tags=["blacklist"], response_model=list[BlacklistEntry])
+    async def list_blacklist(service: Service, _: Analyst) -> list[BlacklistEntry]:
+        return list(await service.blacklist())
+
+    @api.post("/v1/blacklist", status_code=201, tags=["blacklist"], response_model=BlacklistEntry)
+    async def add_blacklist(body: BlacklistCreate, service: Service, analyst: Analyst) -> BlacklistEntry:
+        return await service.add_blacklist_entry(body, added_by=analyst.name)
+
+    @api.delete("/v1/blacklist/{entry_id}", tags=["blacklist"], response_model=BlacklistEntry)
+    async def remove_blacklist(entry_id: int, service: Service, _: Admin) -> BlacklistEntry:
+        return await service.remove_blacklist_entry(entry_id)
+
+    @api.get("/v1/alerts", tags=["alerts"], response_model=list[Alert])
+    async def alerts(
+        service: Service,
+        _: Reader,
+        user_id: Annotated[int | None, Query(ge=1)] = None,
+        after_id: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> list[Alert]:
+        return list(await service.alerts(user_id=user_id, after_id=after_id, limit=limit))
+
+    @api.get(
+        "/v1/alerts/stream",
+        tags=["alerts"],
+        summary="Live alerts as Server-Sent Events (one `alert` event per row, id = alert id)",
+        response_class=StreamingResponse,
+    )
+    async def alert_stream(
+        request: Request,
+        service: Service,
+        _: Reader,
+        user_id: Annotated[int | None, Query(ge=1)] = None,
+        after_id: Annotated[int, Query(ge=0)] = 0,
+        max_seconds: Annotated[float, Query(gt=0, le=3600)] = 300,
+    ) -> StreamingResponse:
+        """Alerts are committed with their decision, so the stream reads the alerts table: every
+        replica sees every alert, and a client resumes with ``after_id`` (or Last-Event-ID)."""
+        last = int(request.headers.get("last-event-id", after_id) or 0)
+
+        async def events() -> AsyncIterator[str]:
+            nonlocal last
+            deadline = asyncio.get_running_loop().time() + max_seconds
+            yield ": connected\n\n"
+            while asyncio.get_running_loop().time() < deadline and not await request.is_disconnected():
+                for alert in await service.alerts(user_id=user_id, after_id=last, limit=100):
+                    assert alert.id is not None
+                    last = alert.id
+                    yield f"id: {alert.id}\nevent: alert\ndata: {alert.model_dump_json()}\n\n"
+                await asyncio.sleep(ALERT_POLL_S)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    @api.get("/metrics", tags=["ops"], include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(render_metrics(), media_type=METRICS_CONTENT_TYPE)
 
     return api

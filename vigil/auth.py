@@ -233,6 +233,16 @@ async def error_with_headers(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def current_key_store(request: Request) -> Any:
+    """The installed store. A module-level function on purpose: Ray Serve pickles the app's
+    route dependencies (closures) by value, globals and all, so a closure must not read this
+    module's globals itself; a function it calls is pickled by reference and sees them live."""
+    store: Any = getattr(request.app.state, "key_store", None) or _process_store
+    if store is None:
+        raise RuntimeError("no KeyStore installed: call install_key_store() when the server starts")
+    return store
+
+
 def presented_key(request: Request) -> str | None:
     """The key in ``Authorization: Bearer`` or ``X-API-Key``, if any."""
     header = request.headers.get("authorization")
@@ -257,9 +267,7 @@ def require_role(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
     allowed = frozenset(roles)
 
     async def dependency(request: Request) -> Principal:
-        store: Any = getattr(request.app.state, "key_store", None) or _process_store
-        if store is None:
-            raise RuntimeError("no KeyStore installed: call install_key_store() when the server starts")
+        store = current_key_store(request)
         key = presented_key(request)
         if key is None:
             raise AuthError(

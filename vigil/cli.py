@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -162,6 +164,166 @@ def _parse_pairs(text: str, kind: type) -> dict[str, object]:
     return pairs
 
 
+models_app = typer.Typer(help="The model registry: list versions, promote a champion.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+def _duration(text: str) -> timedelta:
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise typer.BadParameter(f"expected a duration like 7d, 12h or 30m, got {text!r}")
+    return timedelta(**{units[text[-1]]: int(text[:-1])})
+
+
+@app.command("train")
+def train_cmd(
+    data: Annotated[Path, typer.Option(help="A `vigil generate` directory.")] = Path("data"),
+    transactions: Annotated[
+        Path | None, typer.Option(help="Or: any transactions table (CSV/Parquet) with a label column.")
+    ] = None,
+    map_: Annotated[
+        str | None,
+        typer.Option("--map", help="Column mapping for --transactions: user_id=COL,merchant_id=COL,..."),
+    ] = None,
+    label_delay: Annotated[
+        str, typer.Option(help="How late labels become known, e.g. 7d (also the split gap).")
+    ] = "14d",
+    train_until: Annotated[
+        str | None, typer.Option(help="Use only rows before this date (ISO, UTC).")
+    ] = None,
+    algorithm: Annotated[str, typer.Option(help="xgboost | lightgbm | random_forest.")] = "xgboost",
+    detector: Annotated[
+        str, typer.Option(help="isolation_forest | one_class_svm | autoencoder | none.")
+    ] = "isolation_forest",
+    ray: Annotated[
+        bool, typer.Option(help="Fit XGBoost on Ray Train (XGBoostTrainer) instead of in-process.")
+    ] = False,
+    promote_champion: Annotated[
+        bool, typer.Option("--promote/--no-promote", help="Make the new models the champion.")
+    ] = True,
+    zero_day_type: Annotated[
+        str | None, typer.Option(help="Also run the zero-day check holding out this fraud type.")
+    ] = None,
+) -> None:
+    """Features → train → evaluate (time split with a label-delay gap) → register in MLflow →
+    promote to champion. Writes a Markdown + PNG report per model under <home>/runs/."""
+    import pandas as pd
+
+    from training.dataset import build_matrix, load_transactions_file, matrix_from_dataset, parse_mapping
+    from training.pipeline import train_and_promote
+
+    settings = _settings()
+    delay = _duration(label_delay)
+    try:
+        if transactions is not None:
+            frame, labels = load_transactions_file(
+                transactions, mapping=parse_mapping(map_), label_delay=delay
+            )
+            if train_until is not None:
+                frame = frame[frame["created_at"] < pd.Timestamp(train_until, tz="UTC")]
+                labels = labels[labels["transaction_id"].isin(frame["transaction_id"])]
+            matrix = build_matrix(frame, labels=labels)
+        else:
+            if train_until is not None:
+                raise typer.BadParameter("--train-until works with --transactions")
+            matrix = matrix_from_dataset(data)
+        result = train_and_promote(
+            matrix,
+            tracking_uri=settings.tracking_uri,
+            run_dir=settings.home / "runs",
+            algorithm=algorithm,
+            detector=None if detector == "none" else detector,
+            label_delay=delay,
+            use_ray=ray,
+            promote_champion=promote_champion,
+            zero_day_type=zero_day_type,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for outcome in (result.supervised, result.anomaly):
+        if outcome is None:
+            continue
+        m = outcome.evaluation.metrics
+        reg = outcome.registered
+        typer.echo(
+            f"{outcome.model.algorithm:>16}: PR-AUC {m.get('pr_auc', float('nan')):.3f}  "
+            f"ROC-AUC {m.get('roc_auc', float('nan')):.3f}  recall@1%FPR {m.get('recall_at_1pct_fpr', float('nan')):.3f}"
+            f"  -> {reg.name} v{reg.version}  report: {outcome.report_path}"
+        )
+
+
+@app.command("score")
+def score_cmd(
+    transactions: Annotated[Path, typer.Option(help="Transactions table (CSV/Parquet) to score.")],
+    out: Annotated[Path, typer.Option(help="Output Parquet: transaction_id and score.")],
+    model: Annotated[
+        str, typer.Option(help="'champion' or a version number of fraud-supervised.")
+    ] = "champion",
+    map_: Annotated[str | None, typer.Option("--map", help="Column mapping, as for vigil train.")] = None,
+) -> None:
+    """Batch-score every row with features from the table's own history (backtesting).
+    The output keeps the table's id column as transaction_id and adds score (higher = riskier)."""
+    import pandas as pd
+
+    from training.dataset import REQUIRED, parse_mapping
+    from vigil.features import FEATURE_NAMES, compute_features
+    from vigil.registry import load_champion, load_version
+
+    settings = _settings()
+    try:
+        mapping = parse_mapping(map_)
+        raw = (
+            pd.read_csv(transactions)
+            if transactions.suffix.lower() == ".csv"
+            else pd.read_parquet(transactions)
+        )
+        frame = raw.rename(columns={theirs: ours for ours, theirs in mapping.items()})
+        missing = [c for c in REQUIRED if c != "is_fraud" and c not in frame.columns]
+        if missing:
+            raise ValueError(f"{transactions.name} lacks required columns {missing}")
+        if "transaction_id" not in frame.columns:
+            raise ValueError("map the table's id column: --map transaction_id=COL")
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+        name = "fraud-supervised"
+        loaded = (
+            load_champion(name, tracking_uri=settings.tracking_uri)
+            if model == "champion"
+            else load_version(name, model, tracking_uri=settings.tracking_uri)
+        )
+        X = compute_features(frame).reset_index(drop=True)[list(FEATURE_NAMES)].astype("float32")
+        scores = loaded.predict_proba(X)
+    except (FileNotFoundError, ValueError, LookupError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"transaction_id": frame["transaction_id"].to_numpy(), "score": scores}).to_parquet(
+        out, index=False
+    )
+    typer.echo(f"scored {len(frame):,} rows with {name} v{loaded.version} -> {out}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Every registered model version with its aliases and key metrics."""
+    from vigil.registry import list_models
+
+    for info in list_models(tracking_uri=_settings().tracking_uri):
+        typer.echo(str(info))
+
+
+@models_app.command("promote")
+def models_promote(
+    name: Annotated[str, typer.Argument(help="Registered model name, e.g. fraud-supervised.")],
+    version: Annotated[str, typer.Argument(help="Version to make the champion.")],
+) -> None:
+    """Point the `champion` alias at NAME VERSION (serving reloads it on reconfigure)."""
+    from vigil.registry import promote
+
+    promote(name, version, tracking_uri=_settings().tracking_uri)
+    typer.echo(f"{name} v{version} is now the champion")
+
+
 DEMO_USERS, DEMO_TRANSACTIONS = 2_000, 100_000
 
 
@@ -181,14 +343,37 @@ def _ensure_demo_data(settings: Settings) -> None:
 
     if asyncio.run(users()) > 0:
         return
-    from training.generate import GenerateConfig, generate
+    _load(_demo_dataset(settings), settings)
 
+
+def _demo_dataset(settings: Settings) -> Path:
     out = settings.home / "demo-data"
-    typer.echo(
-        f"empty database: generating the demo dataset ({DEMO_USERS:,} users, {DEMO_TRANSACTIONS:,} transactions)"
+    if not (out / "manifest.json").exists():
+        from training.generate import GenerateConfig, generate
+
+        typer.echo(f"generating the demo dataset ({DEMO_USERS:,} users, {DEMO_TRANSACTIONS:,} transactions)")
+        generate(GenerateConfig(users=DEMO_USERS, transactions=DEMO_TRANSACTIONS, seed=7), out, progress=True)
+    return out
+
+
+def _ensure_champion(settings: Settings) -> None:
+    """Train and promote small default models on the demo dataset when the registry has none."""
+    from vigil.registry import list_models
+
+    champions = {m.name for m in list_models(tracking_uri=settings.tracking_uri) if "champion" in m.aliases}
+    if {"fraud-supervised", "fraud-anomaly"} <= champions:
+        return
+    from training.dataset import matrix_from_dataset
+    from training.pipeline import train_and_promote
+
+    typer.echo("no champion model in the registry: training the default models on the demo dataset")
+    result = train_and_promote(
+        matrix_from_dataset(_demo_dataset(settings)),
+        tracking_uri=settings.tracking_uri,
+        run_dir=settings.home / "runs",
     )
-    generate(GenerateConfig(users=DEMO_USERS, transactions=DEMO_TRANSACTIONS, seed=7), out, progress=True)
-    _load(out, settings)
+    pr_auc = result.supervised.evaluation.metrics.get("pr_auc", float("nan"))
+    typer.echo(f"champion: fraud-supervised, PR-AUC {pr_auc:.3f} on the held-out weeks")
 
 
 @app.command("up")
@@ -202,12 +387,22 @@ def up(
     from vigil.db.migrate import upgrade
 
     settings = _settings()
+    # Ray's workers inherit the environment: give them an absolute home, whatever their cwd.
+    os.environ["VIGIL_HOME"] = str(settings.home.resolve())
+    settings = _settings()
     upgrade(settings.effective_database_url)
     if demo:
         _ensure_demo_data(settings)
+    _ensure_champion(settings)
     base = f"http://{settings.http_host}:{settings.http_port}"
 
+    from vigil.auth import load_key_store
+
+    dev_key = load_key_store(settings.home).dev_key
+
     def ready() -> None:
+        if dev_key:
+            typer.echo(f"\nDevelopment API key (role admin; set VIGIL_API_KEYS for real keys):\n  {dev_key}")
         typer.echo(
             f"\nVigil is up.\n  API:    {base}/v1\n  Docs:   {base}/docs\n  Health: {base}/healthz\n"
             f"  Database: {_redacted(settings.effective_database_url)}\nPress Ctrl-C to stop.\n",

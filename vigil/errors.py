@@ -45,3 +45,8 @@ class DuplicateIdempotencyKey(Conflict):
         super().__init__(f"idempotency key {key!r} was already used by transaction {transaction_id}")
         self.key = key
         self.transaction_id = transaction_id
+
+
+class ServiceUnavailable(VigilError):
+    status = 503
+    code = "unavailable"

@@ -193,6 +193,14 @@ def install_rate_limiter(api: FastAPI, limiter: RateLimiter) -> None:
     api.add_exception_handler(RateLimited, error_with_headers)
 
 
+def current_rate_limiter(request: Request) -> Any:
+    """The installed limiter (module-level for the reason given in :func:`vigil.auth.current_key_store`)."""
+    limiter: Any = getattr(request.app.state, "rate_limiter", None) or _process_limiter
+    if limiter is None:
+        raise RuntimeError("no RateLimiter installed: call install_rate_limiter() when the server starts")
+    return limiter
+
+
 def rate_limited(
     authenticate: Callable[..., Awaitable[Principal]], *, cost: float = 1
 ) -> Callable[..., Awaitable[Principal]]:
@@ -204,9 +212,7 @@ def rate_limited(
     """
 
     async def dependency(request: Request, principal: Principal = Depends(authenticate)) -> Principal:
-        limiter: Any = getattr(request.app.state, "rate_limiter", None) or _process_limiter
-        if limiter is None:
-            raise RuntimeError("no RateLimiter installed: call install_rate_limiter() when the server starts")
+        limiter = current_rate_limiter(request)
         allowed, retry_after = await limiter.allow(principal.name, cost)
         if not allowed:
             raise RateLimited(retry_after)

@@ -7,15 +7,31 @@ transaction, so a failure rolls back everything that method wrote.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from vigil import metrics
+from vigil.batching import MicroBatcher
 from vigil.db import repository as repo
 from vigil.db.engine import create_engine, session_factory, session_scope
-from vigil.db.models import Account, BlacklistEntry, Device, Merchant, Transaction, User
+from vigil.db.models import (
+    Account,
+    Alert,
+    BlacklistEntry,
+    Decision,
+    Device,
+    FraudLabel,
+    Merchant,
+    ReviewCase,
+    Transaction,
+    User,
+)
+from vigil.errors import ServiceUnavailable, VigilError
+from vigil.policy import DecisionPolicy
 from vigil.schemas import (
     AccountCreate,
     BlacklistCreate,
@@ -24,17 +40,56 @@ from vigil.schemas import (
     TransactionCreate,
     UserCreate,
 )
+from vigil.screening import EventSink, ScoringGraph, Screener, ScreenResult
 
 
 class VigilService:
-    """Owns one async engine; :meth:`close` disposes of it."""
+    """Owns one async engine; :meth:`close` disposes of it.
+
+    Screening is attached with :meth:`attach_screening` (the ingress does it with the Ray graph,
+    the baseline with the in-process one); concurrent :meth:`screen` calls are micro-batched.
+    """
 
     def __init__(self, database_url: str, *, engine: AsyncEngine | None = None) -> None:
         self.database_url = database_url
         self.engine = engine or create_engine(database_url)
         self.sessions = session_factory(self.engine)
+        self.screener: Screener | None = None
+        #: Called after a blacklist entry / an analyst's label is committed (the graph subscribes).
+        self.blacklist_listeners: list[Callable[[BlacklistEntry], Awaitable[None]]] = []
+        self.label_listeners: list[Callable[[FraudLabel, Transaction], Awaitable[None]]] = []
+        self._batcher: MicroBatcher[tuple[TransactionCreate, datetime], ScreenResult | VigilError] | None = (
+            None
+        )
+
+    def attach_screening(
+        self,
+        graph: ScoringGraph,
+        policy: DecisionPolicy,
+        events: EventSink | None = None,
+        *,
+        max_batch: int = 64,
+        max_wait_s: float = 0.003,
+        max_concurrency: int = 4,
+    ) -> None:
+        self.screener = Screener(self.sessions, graph, policy, events)
+        self._batcher = MicroBatcher(
+            self.screener.screen, max_batch=max_batch, max_wait_s=max_wait_s, max_concurrency=max_concurrency
+        )
+
+    async def screen(self, data: TransactionCreate, *, received_at: datetime) -> ScreenResult:
+        """Screen one transaction (batched with concurrent callers); raises the item's VigilError."""
+        if self._batcher is None:
+            raise ServiceUnavailable("transaction screening is not running on this server")
+        result = await self._batcher.submit((data, received_at))
+        if isinstance(result, VigilError):
+            raise result
+        return result
 
     async def close(self) -> None:
+        close = getattr(self.screener.graph, "close", None) if self.screener else None
+        if close is not None:
+            await close()
         await self.engine.dispose()
 
     async def ping_database(self) -> str | None:
@@ -74,5 +129,55 @@ class VigilService:
             return await repo.user_transactions(session, user_id=user_id, since=since, limit=limit)
 
     async def add_blacklist_entry(self, data: BlacklistCreate, *, added_by: str) -> BlacklistEntry:
+        """Store the entry, then tell the running graph (rules and velocity shards) about it."""
         async with session_scope(self.sessions) as session:
-            return await repo.add_blacklist_entry(session, data=data, added_by=added_by)
+            entry = await repo.add_blacklist_entry(session, data=data, added_by=added_by)
+        for listener in self.blacklist_listeners:
+            await listener(entry)
+        return entry
+
+    async def blacklist(self) -> Sequence[BlacklistEntry]:
+        async with self.sessions() as session:
+            return await repo.blacklist_entries(session)
+
+    async def remove_blacklist_entry(self, entry_id: int) -> BlacklistEntry:
+        """Delete an entry. Running screens learn it at their next restart; to stop a hit at once,
+        add the entry again with an ``expires_at`` in the past."""
+        async with session_scope(self.sessions) as session:
+            return await repo.remove_blacklist_entry(session, entry_id=entry_id)
+
+    async def transaction_with_decision(self, transaction_id: int) -> tuple[Transaction, Decision | None]:
+        async with self.sessions() as session:
+            tx = await repo.get_transaction(session, transaction_id=transaction_id)
+            return tx, await session.get(Decision, transaction_id)
+
+    async def review_cases(self, *, status: str | None, limit: int, after_id: int) -> Sequence[Any]:
+        async with self.sessions() as session:
+            return await repo.review_cases(session, status=status, limit=limit, after_id=after_id)
+
+    async def claim_case(self, case_id: int, *, analyst: str) -> ReviewCase:
+        async with session_scope(self.sessions) as session:
+            return await repo.claim_case(session, case_id=case_id, analyst=analyst, now=datetime.now(UTC))
+
+    async def resolve_case(
+        self, case_id: int, *, analyst: str, resolution: str, notes: str | None
+    ) -> ReviewCase:
+        async with session_scope(self.sessions) as session:
+            case, label = await repo.resolve_case(
+                session,
+                case_id=case_id,
+                analyst=analyst,
+                resolution=resolution,
+                notes=notes,
+                now=datetime.now(UTC),
+            )
+            tx = await session.get(Transaction, case.transaction_id)
+        assert tx is not None
+        metrics.REVIEW_RESOLVED.labels(resolution).inc()
+        for listener in self.label_listeners:
+            await listener(label, tx)
+        return case
+
+    async def alerts(self, *, user_id: int | None, after_id: int, limit: int) -> Sequence[Alert]:
+        async with self.sessions() as session:
+            return await repo.alerts_for(session, user_id=user_id, after_id=after_id, limit=limit)

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
         default=Path("ray_config.yaml"), description="The Serve config that `vigil up` deploys."
     )
     log_level: str = Field(default="INFO", description="Log level of Vigil's own loggers.")
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("VIGIL_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+        description="Model registry; default sqlite:///<home>/mlflow.db with artifacts in <home>/mlruns.",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -59,6 +64,11 @@ class Settings(BaseSettings):
         if url.startswith("sqlite:///"):
             return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
         return url
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI in force: the configured one, or a SQLite file under home."""
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.home / 'mlflow.db').resolve()}"
 
     @property
     def effective_database_url(self) -> str:

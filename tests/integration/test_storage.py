@@ -247,7 +247,9 @@ async def test_a_generated_dataset_loads_whole(database_url: str, tmp_path: Path
     try:
         async with session_factory(engine)() as s:
             assert await repo.count_rows(s, Transaction) == 5_000
-            fraud = (await s.execute(sa.text("SELECT COUNT(*) FROM fraud_labels WHERE is_fraud"))).scalar_one()
+            fraud = (
+                await s.execute(sa.text("SELECT COUNT(*) FROM fraud_labels WHERE is_fraud"))
+            ).scalar_one()
             assert fraud == summary.rows["fraud_labels"]
     finally:
         await engine.dispose()

@@ -9,8 +9,14 @@ import httpx
 import pytest
 
 from vigil.api import create_api, install_service
+from vigil.auth import InMemoryKeyStore, install_key_store
 from vigil.db.migrate import upgrade_async
+from vigil.local_graph import LocalGraph
+from vigil.policy import DecisionPolicy
+from vigil.ratelimit import InMemoryRateLimiter, RateLimit, install_rate_limiter
 from vigil.service import VigilService
+
+ADMIN_KEY, CLIENT_KEY, ANALYST_KEY = "adm-" + "a" * 32, "cli-" + "c" * 32, "ana-" + "n" * 32
 
 
 @pytest.fixture
@@ -19,8 +25,21 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     await upgrade_async(url)
     api = create_api()
     service = VigilService(url)
+    # No models: the degraded mode (rules only, large amounts to review); the model path is
+    # exercised with real models in tests/integration.
+    service.attach_screening(LocalGraph(url, supervised=None, anomaly=None), DecisionPolicy())
     install_service(api, service)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://test") as c:
+    keys = InMemoryKeyStore()
+    keys.add("ops", "admin", ADMIN_KEY)
+    keys.add("shop-app", "client", CLIENT_KEY)
+    keys.add("ana", "analyst", ANALYST_KEY)
+    install_key_store(api, keys)
+    install_rate_limiter(api, InMemoryRateLimiter(RateLimit(capacity=20, rate=0.001)))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=api),
+        base_url="http://test",
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    ) as c:
         yield c
     await service.close()
 
@@ -80,16 +99,38 @@ async def test_readyz_is_503_on_an_unmigrated_database(tmp_path: Path) -> None:
     assert "vigil db upgrade" in response.json()["detail"]
 
 
-async def test_transaction_is_recorded_and_read_back(client: httpx.AsyncClient) -> None:
+async def test_transaction_is_screened_stored_and_read_back(client: httpx.AsyncClient) -> None:
     ids = await _world(client)
     created = await client.post("/v1/transactions", json=_tx(ids))
     assert created.status_code == 201, created.text
-    body = created.json()
-    assert body["amount"] == "19.99" and body["created_at"].startswith("2026-03-01T12:00:00")
-    fetched = await client.get(f"/v1/transactions/{body['transaction_id']}")
-    assert fetched.status_code == 200 and fetched.json() == body
+    decision = created.json()
+    assert decision["outcome"] == "approve" and decision["replayed"] is False
+    assert decision["rules_version"] and decision["fraud_score"] is None
+    fetched = await client.get(f"/v1/transactions/{decision['transaction_id']}")
+    assert fetched.status_code == 200
+    stored = fetched.json()["transaction"]
+    assert stored["amount"] == "19.99" and stored["created_at"].startswith("2026-03-01T12:00:00")
+    assert fetched.json()["decision"]["outcome"] == "approve"
     history = await client.get(f"/v1/users/{ids['user_id']}/transactions", params={"hours": 24 * 366})
-    assert [t["transaction_id"] for t in history.json()] == [body["transaction_id"]]
+    assert [t["transaction_id"] for t in history.json()] == [decision["transaction_id"]]
+
+
+async def test_without_a_model_large_amounts_go_to_review(client: httpx.AsyncClient) -> None:
+    ids = await _world(client)
+    response = await client.post("/v1/transactions", json=_tx(ids, amount="5000.00"))
+    assert response.status_code == 201, response.text
+    assert response.json()["outcome"] == "review"
+    assert "FRAUD_SCORE_UNAVAILABLE" in response.json()["reason_codes"]
+
+
+async def test_a_retry_returns_the_stored_decision(client: httpx.AsyncClient) -> None:
+    ids = await _world(client)
+    first = await client.post("/v1/transactions", json=_tx(ids))
+    again = await client.post("/v1/transactions", json=_tx(ids))
+    assert again.status_code == 200 and again.json()["replayed"] is True
+    assert {k: v for k, v in again.json().items() if k != "replayed"} == {
+        k: v for k, v in first.json().items() if k != "replayed"
+    }
 
 
 @pytest.mark.parametrize(
@@ -119,10 +160,10 @@ async def test_duplicate_idempotency_key_is_a_409_and_the_first_row_stays(client
     ids = await _world(client)
     first = await client.post("/v1/transactions", json=_tx(ids))
     again = await client.post("/v1/transactions", json=_tx(ids, amount="500.00"))
-    assert again.status_code == 409
+    assert again.status_code == 409, again.text
     assert again.json()["error"] == "duplicate_idempotency_key"
     stored = await client.get(f"/v1/transactions/{first.json()['transaction_id']}")
-    assert stored.json()["amount"] == "19.99"
+    assert stored.json()["transaction"]["amount"] == "19.99"
 
 
 async def test_malformed_and_oversized_bodies(client: httpx.AsyncClient) -> None:
@@ -136,3 +177,80 @@ async def test_malformed_and_oversized_bodies(client: httpx.AsyncClient) -> None
     assert huge.status_code == 413 and huge.json()["error"] == "payload_too_large"
     missing = await client.get("/v1/transactions/99999")
     assert missing.status_code == 404 and "99999" in missing.json()["detail"]
+
+
+async def test_authentication_roles_and_rate_limits(client: httpx.AsyncClient) -> None:
+    ids = await _world(client)
+    anonymous = await client.post("/v1/transactions", json=_tx(ids), headers={"Authorization": ""})
+    assert anonymous.status_code == 401 and "WWW-Authenticate" in anonymous.headers
+    wrong = await client.post(
+        "/v1/transactions", json=_tx(ids), headers={"Authorization": "Bearer nope-" + "x" * 30}
+    )
+    assert wrong.status_code == 401
+    analyst = await client.post(
+        "/v1/transactions", json=_tx(ids), headers={"Authorization": f"Bearer {ANALYST_KEY}"}
+    )
+    assert analyst.status_code == 403 and analyst.json()["error"] == "forbidden"
+    as_client = {"X-API-Key": CLIENT_KEY, "Authorization": ""}
+    statuses = [
+        (
+            await client.post(
+                "/v1/transactions", json=_tx(ids, idempotency_key=f"order-{i:05d}"), headers=as_client
+            )
+        ).status_code
+        for i in range(25)
+    ]
+    assert statuses[:20] == [201] * 20
+    assert statuses[20:] == [429] * 5
+    limited = await client.post(
+        "/v1/transactions", json=_tx(ids, idempotency_key="order-99999"), headers=as_client
+    )
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+    cannot_create = await client.post("/v1/users", json={}, headers=as_client)
+    assert cannot_create.status_code == 403
+
+
+async def test_review_queue_claim_and_resolve_writes_a_label(client: httpx.AsyncClient) -> None:
+    ids = await _world(client)
+    decided = (await client.post("/v1/transactions", json=_tx(ids, amount="5000.00"))).json()
+    assert decided["outcome"] == "review"
+    as_analyst = {"Authorization": f"Bearer {ANALYST_KEY}"}
+    queue = (await client.get("/v1/review", headers=as_analyst)).json()
+    assert [item["transaction"]["transaction_id"] for item in queue] == [decided["transaction_id"]]
+    case_id = queue[0]["case"]["id"]
+    claimed = await client.post(f"/v1/review/{case_id}/claim", headers=as_analyst)
+    assert claimed.status_code == 200 and claimed.json()["assignee"] == "ana"
+    other = await client.post(f"/v1/review/{case_id}/resolve", json={"resolution": "fraud"})  # the admin
+    assert other.status_code == 409 and "claimed by ana" in other.json()["detail"]
+    bad = await client.post(f"/v1/review/{case_id}/resolve", json={"resolution": "maybe"}, headers=as_analyst)
+    assert bad.status_code == 422
+    resolved = await client.post(
+        f"/v1/review/{case_id}/resolve",
+        json={"resolution": "fraud", "notes": "customer confirmed"},
+        headers=as_analyst,
+    )
+    assert resolved.status_code == 200 and resolved.json()["status"] == "resolved"
+    assert (await client.get("/v1/review", headers=as_analyst)).json() == []
+    again = await client.post(
+        f"/v1/review/{case_id}/resolve", json={"resolution": "legit"}, headers=as_analyst
+    )
+    assert again.status_code == 409
+    alerts = (await client.get("/v1/alerts", params={"user_id": ids["user_id"]})).json()
+    assert [a["transaction_id"] for a in alerts] == [decided["transaction_id"]]
+
+
+async def test_alert_stream_sends_server_sent_events(client: httpx.AsyncClient) -> None:
+    ids = await _world(client)
+    decided = (await client.post("/v1/transactions", json=_tx(ids, amount="5000.00"))).json()
+    response = await client.get("/v1/alerts/stream", params={"user_id": ids["user_id"], "max_seconds": 0.5})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    assert f'"transaction_id":{decided["transaction_id"]}' in response.text
+    assert "event: alert" in response.text
+
+
+async def test_metrics_count_outcomes(client: httpx.AsyncClient) -> None:
+    ids = await _world(client)
+    await client.post("/v1/transactions", json=_tx(ids))
+    text = (await client.get("/metrics")).text
+    assert 'vigil_decisions_total{outcome="approve"}' in text
+    assert "vigil_stage_seconds_bucket" in text

@@ -13,6 +13,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection
+from sqlalchemy.pool import NullPool
 
 from vigil.db.engine import create_engine
 
@@ -28,7 +29,8 @@ def alembic_config(url: str) -> Config:
 
 
 async def _with_connection(url: str, action: Callable[[Config], None]) -> None:
-    engine = create_engine(url)
+    # One connection, closed on return (no pool to outlive the migration).
+    engine = create_engine(url, poolclass=NullPool)
     try:
         async with engine.begin() as conn:
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -17,11 +18,14 @@ from sqlmodel import col, select
 
 from vigil.db.models import (
     Account,
+    Alert,
     BlacklistEntry,
+    Decision,
     Device,
     DeviceIpHistory,
     FraudLabel,
     Merchant,
+    ReviewCase,
     Transaction,
     User,
 )
@@ -210,3 +214,190 @@ async def add_blacklist_entry(
 
 async def count_rows(session: AsyncSession, table: type) -> int:
     return int((await session.execute(sa.select(sa.func.count()).select_from(table))).scalar_one())
+
+
+async def decisions_by_keys(
+    session: AsyncSession, *, keys: Sequence[str]
+) -> dict[str, tuple[Transaction, Decision | None]]:
+    """Stored transactions (and their decisions) for these idempotency keys, by key."""
+    if not keys:
+        return {}
+    query = (
+        select(Transaction, Decision)
+        .join(Decision, col(Decision.transaction_id) == col(Transaction.transaction_id), isouter=True)
+        .where(col(Transaction.idempotency_key).in_(list(keys)))
+    )
+    return {tx.idempotency_key: (tx, decision) for tx, decision in (await session.execute(query)).all()}
+
+
+async def missing_references(session: AsyncSession, *, items: Sequence[TransactionCreate]) -> dict[int, str]:
+    """Check every reference of a batch in four queries; returns ``{index: reason}`` for bad ones."""
+
+    async def existing(model: type, column: Any, ids: set[int]) -> dict[int, Any]:
+        if not ids:
+            return {}
+        rows: Sequence[Any] = (
+            (await session.execute(select(model).where(column.in_(list(ids))))).scalars().all()
+        )
+        return {int(getattr(r, column.key)): r for r in rows}
+
+    users = await existing(User, col(User.user_id), {i.user_id for i in items})
+    accounts = await existing(Account, col(Account.account_id), {i.account_id for i in items})
+    merchants = await existing(Merchant, col(Merchant.merchant_id), {i.merchant_id for i in items})
+    devices = await existing(
+        Device, col(Device.device_id), {i.device_id for i in items if i.device_id is not None}
+    )
+    bad: dict[int, str] = {}
+    for index, item in enumerate(items):
+        account = accounts.get(item.account_id)
+        if item.user_id not in users:
+            bad[index] = f"user {item.user_id} does not exist"
+        elif account is None:
+            bad[index] = f"account {item.account_id} does not exist"
+        elif account.user_id != item.user_id:
+            bad[index] = f"account {item.account_id} does not belong to user {item.user_id}"
+        elif account.currency != item.currency:
+            bad[index] = (
+                f"account {item.account_id} is in {account.currency}, the transaction in {item.currency}"
+            )
+        elif item.merchant_id not in merchants:
+            bad[index] = f"merchant {item.merchant_id} does not exist"
+        elif item.device_id is not None and item.device_id not in devices:
+            bad[index] = f"device {item.device_id} does not exist"
+    return bad
+
+
+async def record_decided(
+    session: AsyncSession,
+    *,
+    items: Sequence[tuple[TransactionCreate, datetime, Decision]],
+    review_outcomes: frozenset[str] = frozenset({"review"}),
+) -> list[tuple[Transaction, Decision]]:
+    """Insert transactions with their decisions (and a review case for each ``review``) at once.
+
+    ``Decision.transaction_id`` is filled in here. References must have been checked
+    (:func:`missing_references`); a duplicate key raises ``IntegrityError`` and the caller's
+    transaction rolls back, so the batch is stored whole or not at all.
+    """
+    txs = [
+        Transaction(**data.model_dump(exclude={"created_at"}), created_at=data.created_at or received)
+        for data, received, _ in items
+    ]
+    session.add_all(txs)
+    await session.flush()
+    out: list[tuple[Transaction, Decision]] = []
+    history: list[DeviceIpHistory] = []
+    cases: list[ReviewCase] = []
+    alerts: list[Alert] = []
+    for tx, (data, _received, decision) in zip(txs, items, strict=True):
+        assert tx.transaction_id is not None
+        decision.transaction_id = tx.transaction_id
+        if data.device_id is not None and data.ip is not None:
+            history.append(
+                DeviceIpHistory(
+                    device_id=data.device_id,
+                    user_id=data.user_id,
+                    ip=data.ip,
+                    country=data.country,
+                    seen_at=tx.created_at,
+                )
+            )
+        if decision.outcome in review_outcomes:
+            cases.append(ReviewCase(transaction_id=tx.transaction_id, created_at=decision.decided_at))
+        if decision.outcome in {"review", "block"}:
+            alerts.append(
+                Alert(
+                    transaction_id=tx.transaction_id,
+                    user_id=data.user_id,
+                    kind=decision.outcome,
+                    severity="high" if decision.outcome == "block" else "medium",
+                    message=(", ".join(decision.reason_codes) or decision.outcome)[:500],
+                    created_at=decision.decided_at,
+                )
+            )
+        out.append((tx, decision))
+    session.add_all([d for _, d in out])
+    session.add_all(history)
+    session.add_all(cases)
+    session.add_all(alerts)
+    await session.flush()
+    return out
+
+
+async def review_cases(
+    session: AsyncSession, *, status: str | None, limit: int, after_id: int = 0
+) -> Sequence[tuple[ReviewCase, Transaction, Decision]]:
+    """Review cases (oldest first) with their transaction and decision."""
+    query = (
+        select(ReviewCase, Transaction, Decision)
+        .join(Transaction, col(Transaction.transaction_id) == col(ReviewCase.transaction_id))
+        .join(Decision, col(Decision.transaction_id) == col(ReviewCase.transaction_id))
+        .where(col(ReviewCase.id) > after_id)
+        .order_by(col(ReviewCase.id))
+        .limit(limit)
+    )
+    if status is not None:
+        query = query.where(col(ReviewCase.status) == status)
+    return [tuple(row) for row in (await session.execute(query)).all()]  # type: ignore[misc]
+
+
+async def claim_case(session: AsyncSession, *, case_id: int, analyst: str, now: datetime) -> ReviewCase:
+    case = await session.get(ReviewCase, case_id, with_for_update=True)
+    if case is None:
+        raise NotFound(f"review case {case_id} does not exist")
+    if case.status == "resolved":
+        raise Conflict(f"review case {case_id} is already resolved ({case.resolution})")
+    if case.status == "claimed" and case.assignee != analyst:
+        raise Conflict(f"review case {case_id} is claimed by {case.assignee}")
+    case.status, case.assignee, case.claimed_at = "claimed", analyst, case.claimed_at or now
+    await session.flush()
+    return case
+
+
+async def resolve_case(
+    session: AsyncSession, *, case_id: int, analyst: str, resolution: str, notes: str | None, now: datetime
+) -> tuple[ReviewCase, FraudLabel]:
+    """Close a case with the analyst's verdict and record it as the transaction's label."""
+    case = await session.get(ReviewCase, case_id, with_for_update=True)
+    if case is None:
+        raise NotFound(f"review case {case_id} does not exist")
+    if case.status == "resolved":
+        raise Conflict(f"review case {case_id} is already resolved ({case.resolution})")
+    if case.status == "claimed" and case.assignee != analyst:
+        raise Conflict(f"review case {case_id} is claimed by {case.assignee}")
+    case.status, case.assignee, case.resolution, case.notes = "resolved", analyst, resolution, notes
+    case.claimed_at, case.resolved_at = case.claimed_at or now, now
+    label = await add_label(
+        session,
+        data=LabelCreate(
+            transaction_id=case.transaction_id,
+            is_fraud=resolution == "fraud",
+            fraud_type="analyst_confirmed" if resolution == "fraud" else None,
+            source="analyst",
+            labeled_at=now,
+        ),
+    )
+    await session.flush()
+    return case, label
+
+
+async def alerts_for(
+    session: AsyncSession, *, user_id: int | None, after_id: int, limit: int
+) -> Sequence[Alert]:
+    query = select(Alert).where(col(Alert.id) > after_id).order_by(col(Alert.id)).limit(limit)
+    if user_id is not None:
+        query = query.where(col(Alert.user_id) == user_id)
+    return (await session.execute(query)).scalars().all()
+
+
+async def blacklist_entries(session: AsyncSession) -> Sequence[BlacklistEntry]:
+    return (await session.execute(select(BlacklistEntry).order_by(col(BlacklistEntry.id)))).scalars().all()
+
+
+async def remove_blacklist_entry(session: AsyncSession, *, entry_id: int) -> BlacklistEntry:
+    entry = await session.get(BlacklistEntry, entry_id)
+    if entry is None:
+        raise NotFound(f"blacklist entry {entry_id} does not exist")
+    await session.delete(entry)
+    await session.flush()
+    return entry

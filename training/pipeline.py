@@ -1,0 +1,68 @@
+"""The whole offline pipeline in one call: dataset → features → train → evaluate → register →
+promote. What `vigil train` runs, and what `vigil up` runs when the registry has no champion."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from training.evaluate import CostConfig
+from training.models.data import FeatureMatrix
+from training.train import TrainingOutcome, run_training
+from vigil.registry import promote
+
+log = logging.getLogger("training.pipeline")
+
+SUPERVISED_MODEL = "fraud-supervised"
+ANOMALY_MODEL = "fraud-anomaly"
+
+
+@dataclass
+class PipelineResult:
+    supervised: TrainingOutcome
+    anomaly: TrainingOutcome | None
+
+
+def train_and_promote(
+    matrix: FeatureMatrix,
+    *,
+    tracking_uri: str,
+    run_dir: Path,
+    algorithm: str = "xgboost",
+    detector: str | None = "isolation_forest",
+    params: dict[str, Any] | None = None,
+    label_delay: timedelta = timedelta(days=14),
+    use_ray: bool = False,
+    promote_champion: bool = True,
+    zero_day_type: str | None = None,
+) -> PipelineResult:
+    """Train the supervised model (and the anomaly detector), register both, and make them the
+    ``champion`` that serving loads (unless ``promote_champion`` is False)."""
+    common: dict[str, Any] = {
+        "costs": CostConfig(),
+        "label_delay": label_delay,
+        "run_dir": run_dir,
+        "register_model": True,
+        "tracking_uri": tracking_uri,
+    }
+    supervised = run_training(
+        matrix,
+        algorithm=algorithm,
+        params=params,
+        use_ray=use_ray,
+        model_name=SUPERVISED_MODEL,
+        zero_day_type=zero_day_type,
+        **common,
+    )
+    anomaly = None
+    if detector is not None:
+        anomaly = run_training(matrix, algorithm=detector, model_name=ANOMALY_MODEL, **common)
+    if promote_champion:
+        for outcome in (supervised, anomaly):
+            if outcome is not None and outcome.registered is not None:
+                promote(outcome.registered.name, outcome.registered.version, tracking_uri=tracking_uri)
+                log.info("champion: %s v%s", outcome.registered.name, outcome.registered.version)
+    return PipelineResult(supervised=supervised, anomaly=anomaly)

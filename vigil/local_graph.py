@@ -1,0 +1,92 @@
+"""The scoring graph in one process: the same velocity shard logic, rules and models as the Ray
+graph, called directly. Used by the uvicorn baseline of the serving benchmark, by `vigil replay
+--local`, and by the unit tests.
+
+A graph built without models is the degraded mode the policy is designed for: scores are None,
+rules still run, and amounts above the policy's cut-off go to review (FRAUD_SCORE_UNAVAILABLE).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vigil.features.events import TransactionEvent
+from vigil.features.spec import FEATURE_NAMES, FEATURE_VERSION
+from vigil.models.base import FeatureMismatchError
+from vigil.registry import LoadedModel
+from vigil.rules import Blacklist, RuleSet
+from vigil.schemas import TransactionCreate
+from vigil.screening import Scored
+from vigil.velocity import VelocityShard, merge_rows, route
+
+
+def check_model(model: LoadedModel) -> None:
+    """Refuse a model trained on other features than the ones this code computes."""
+    if tuple(model.feature_names) != tuple(FEATURE_NAMES) or model.feature_version != FEATURE_VERSION:
+        raise FeatureMismatchError(
+            f"model {model.name} v{model.version}: feature version {model.feature_version!r} "
+            f"({len(model.feature_names)} features); this code computes {FEATURE_VERSION!r} "
+            f"({len(FEATURE_NAMES)}): refusing to load it"
+        )
+
+
+def model_version(model: LoadedModel) -> str:
+    return f"{model.name}:{model.version}"
+
+
+class LocalGraph:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        supervised: LoadedModel | None,
+        anomaly: LoadedModel | None,
+        rules: RuleSet | None = None,
+        blacklist: Blacklist | None = None,
+    ) -> None:
+        for model in (supervised, anomaly):
+            if model is not None:
+                check_model(model)
+        self.shard = VelocityShard(0, 1, database_url)
+        self.supervised = supervised
+        self.anomaly = anomaly
+        self.rules = rules or RuleSet.default()
+        self.blacklist = blacklist or Blacklist()
+
+    async def close(self) -> None:
+        await self.shard.close()
+
+    async def score(
+        self, keys: list[str], events: list[TransactionEvent], txs: list[TransactionCreate]
+    ) -> list[Scored]:
+        ((_, observations),) = route(keys, events, 1).items()
+        rows = merge_rows(
+            events, [([i for i, _ in observations], await self.shard.observe([o for _, o in observations]))]
+        )
+        frame = pd.DataFrame(
+            np.array([[r[n] for n in FEATURE_NAMES] for r in rows]), columns=list(FEATURE_NAMES)
+        )
+        hits = self.rules.evaluate_batch(
+            [t.model_dump() for t in txs],
+            rows,
+            self.blacklist,
+            at=[e.created_at for e in events],  # type: ignore[misc]
+        )
+        fraud: Any = self.supervised.predict_proba(frame) if self.supervised else [None] * len(rows)
+        contributions = self.supervised.explain(frame, k=3) if self.supervised else None
+        anomaly: Any = self.anomaly.predict_proba(frame) if self.anomaly else [None] * len(rows)
+        return [
+            Scored(
+                features=row,
+                rule_hits=hits[i],
+                fraud_score=None if fraud[i] is None else float(fraud[i]),
+                contributions=None if contributions is None else contributions[i],
+                anomaly_score=None if anomaly[i] is None else float(anomaly[i]),
+                model_version=model_version(self.supervised) if self.supervised else None,
+                rules_version=self.rules.version,
+            )
+            for i, row in enumerate(rows)
+        ]

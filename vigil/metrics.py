@@ -1,0 +1,76 @@
+"""Prometheus metrics of the screening path (prometheus-client, one registry per process).
+
+Each ingress replica (or baseline process) exposes its own at ``/metrics``; Prometheus sums over
+replicas. Ray Serve's built-in ``ray_serve_*`` metrics (per-deployment request counts, latency,
+batch sizes) come from Ray's metrics export port, next to these. The review-queue size is
+``sum(vigil_review_cases_created_total) - sum(vigil_review_cases_resolved_total)``: counters add up
+across replicas where a per-replica gauge would not.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+_SCORE_BUCKETS = tuple(i / 20 for i in range(1, 21))
+
+DECISIONS = Counter(
+    "vigil_decisions_total", "Screened transactions by outcome.", ["outcome"], registry=REGISTRY
+)
+REPLAYS = Counter(
+    "vigil_idempotent_replays_total", "Retries answered from the stored decision.", registry=REGISTRY
+)
+REJECTED = Counter(
+    "vigil_rejected_total", "Transactions refused with a 4xx, by error code.", ["code"], registry=REGISTRY
+)
+STAGE_SECONDS = Histogram(
+    "vigil_stage_seconds",
+    "Time per screening stage and batch (lookup, graph, persist, publish, total).",
+    ["stage"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+BATCH_SIZE = Histogram(
+    "vigil_batch_size",
+    "Transactions per micro-batch.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+    registry=REGISTRY,
+)
+FRAUD_SCORE = Histogram(
+    "vigil_fraud_score",
+    "Supervised p(fraud) of screened transactions.",
+    buckets=_SCORE_BUCKETS,
+    registry=REGISTRY,
+)
+ANOMALY_SCORE = Histogram(
+    "vigil_anomaly_score",
+    "Anomaly score (0-1) of screened transactions.",
+    buckets=_SCORE_BUCKETS,
+    registry=REGISTRY,
+)
+RULE_HITS = Counter(
+    "vigil_rule_hits_total",
+    "Rules that fired, by rule id, outcome and mode.",
+    ["rule_id", "outcome", "mode"],
+    registry=REGISTRY,
+)
+SCORER_UNAVAILABLE = Counter(
+    "vigil_scorer_unavailable_total", "Batches decided without a scorer.", ["scorer"], registry=REGISTRY
+)
+REVIEW_CREATED = Counter("vigil_review_cases_created_total", "Review cases opened.", registry=REGISTRY)
+REVIEW_RESOLVED = Counter(
+    "vigil_review_cases_resolved_total",
+    "Review cases resolved, by verdict.",
+    ["resolution"],
+    registry=REGISTRY,
+)
+EVENTS_FAILED = Counter(
+    "vigil_event_publish_failures_total", "Events that could not be published.", registry=REGISTRY
+)
+
+
+def render_metrics() -> bytes:
+    return generate_latest(REGISTRY)

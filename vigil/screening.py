@@ -1,0 +1,293 @@
+"""Screening a batch of transactions: idempotency, references, the scoring graph, the decision
+policy, the durable record, then events. No Ray and no HTTP here.
+
+The *graph* (features → rules ∥ supervised ∥ anomaly) is behind the :class:`ScoringGraph`
+protocol: on Ray it is Serve deployments and velocity actors (``deployments/graph.py``); in the
+uvicorn baseline and the unit tests it runs in-process (:class:`vigil.local_graph.LocalGraph`).
+Everything around it is this module, shared by both, so the benchmark compares like with like.
+
+Order of effects for each transaction (an acknowledged decision is never lost):
+1. a stored decision for the idempotency key is returned as it is (``replayed: true``);
+2. features are read and velocity state updated (keyed by the idempotency key: a retry is
+   never counted twice);
+3. the transaction, its decision and its review case are committed in one database transaction;
+4. only then are events published and the answer sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
+
+from vigil import metrics
+from vigil.db import repository as repo
+from vigil.db.engine import session_scope
+from vigil.db.models import Decision, Transaction
+from vigil.errors import UnknownReference, VigilError
+from vigil.features.events import TransactionEvent
+from vigil.policy import DecisionPolicy
+from vigil.rules import RuleHit
+from vigil.schemas import TransactionCreate
+
+log = logging.getLogger("vigil.screening")
+
+Row = dict[str, float]
+
+
+@dataclass(slots=True)
+class Scored:
+    """What the graph computed for one transaction (``None`` score: that scorer was unavailable)."""
+
+    features: Row
+    rule_hits: list[RuleHit] = field(default_factory=list)
+    fraud_score: float | None = None
+    contributions: list[tuple[str, float]] | None = None
+    anomaly_score: float | None = None
+    model_version: str | None = None
+    rules_version: str | None = None
+
+
+class ScoringGraph(Protocol):
+    """Features, rules and both scorers for a batch; one result per event, in order."""
+
+    async def score(
+        self, keys: list[str], events: list[TransactionEvent], txs: list[TransactionCreate]
+    ) -> list[Scored]: ...
+
+
+class EventSink(Protocol):
+    async def publish(self, stream: str, event: dict[str, Any]) -> str: ...
+
+
+class ScreenResult(BaseModel):
+    """The decision for a transaction, as the client receives it."""
+
+    transaction_id: int
+    idempotency_key: str
+    outcome: str
+    fraud_score: float | None
+    anomaly_score: float | None
+    reason_codes: list[str]
+    rule_hits: list[dict[str, Any]]
+    model_version: str | None
+    rules_version: str | None
+    latency_ms: float
+    decided_at: datetime
+    replayed: bool = False
+
+    @classmethod
+    def of(cls, tx: Transaction, decision: Decision, *, replayed: bool) -> ScreenResult:
+        assert tx.transaction_id is not None
+        return cls(
+            transaction_id=tx.transaction_id,
+            idempotency_key=tx.idempotency_key,
+            outcome=decision.outcome,
+            fraud_score=decision.fraud_score,
+            anomaly_score=decision.anomaly_score,
+            reason_codes=list(decision.reason_codes),
+            rule_hits=list(decision.rule_hits),
+            model_version=decision.model_version,
+            rules_version=decision.rules_version,
+            latency_ms=decision.latency_ms,
+            decided_at=decision.decided_at,
+            replayed=replayed,
+        )
+
+
+def to_event(data: TransactionCreate, received_at: datetime) -> TransactionEvent:
+    # Not yet stored, so no database id: 0 (see actors/velocity.py on ordering ties).
+    return TransactionEvent(
+        transaction_id=0,
+        user_id=data.user_id,
+        created_at=data.created_at or received_at,
+        amount=float(data.amount),
+        merchant_id=data.merchant_id,
+        device_id=data.device_id,
+        ip=data.ip,
+        channel=data.channel,
+        country=data.country,
+        lat=data.lat,
+        lon=data.lon,
+    )
+
+
+def _observe(s: Scored, decision: Decision) -> None:
+    metrics.DECISIONS.labels(decision.outcome).inc()
+    if decision.outcome == "review":
+        metrics.REVIEW_CREATED.inc()
+    if s.fraud_score is not None:
+        metrics.FRAUD_SCORE.observe(s.fraud_score)
+    if s.anomaly_score is not None:
+        metrics.ANOMALY_SCORE.observe(s.anomaly_score)
+    for hit in s.rule_hits:
+        if hit.fired or hit.outcome == "error":
+            metrics.RULE_HITS.labels(hit.rule_id, hit.outcome, "shadow" if hit.shadow else "enforce").inc()
+
+
+def _same_request(stored: Transaction, data: TransactionCreate) -> bool:
+    return (
+        stored.user_id == data.user_id
+        and stored.account_id == data.account_id
+        and stored.merchant_id == data.merchant_id
+        and stored.amount == data.amount
+        and stored.currency == data.currency
+    )
+
+
+class Screener:
+    """Screens batches; one per ingress replica (or per baseline process)."""
+
+    def __init__(
+        self, sessions: Any, graph: ScoringGraph, policy: DecisionPolicy, events: EventSink | None = None
+    ) -> None:
+        self.sessions = sessions
+        self.graph = graph
+        self.policy = policy
+        self.events = events
+
+    async def screen(
+        self, batch: Sequence[tuple[TransactionCreate, datetime]]
+    ) -> list[ScreenResult | VigilError]:
+        started = time.perf_counter()
+        results: list[ScreenResult | VigilError | None] = [None] * len(batch)
+        first_of_key: dict[str, int] = {}
+        for index, (data, _) in enumerate(batch):
+            first_of_key.setdefault(data.idempotency_key, index)
+        async with self.sessions() as session:
+            stored = await repo.decisions_by_keys(session, keys=list(first_of_key))
+            missing = await repo.missing_references(session, items=[data for data, _ in batch])
+        todo: list[int] = []
+        for index, (data, _) in enumerate(batch):
+            key = data.idempotency_key
+            if key in stored:
+                tx, decision = stored[key]
+                results[index] = self._replayed(tx, decision, data)
+            elif index in missing:
+                results[index] = UnknownReference(missing[index])
+            elif first_of_key[key] == index:
+                todo.append(index)
+        metrics.STAGE_SECONDS.labels("lookup").observe(time.perf_counter() - started)
+        if todo:
+            await self._decide(batch, todo, results, started)
+        # a key repeated inside the batch gets the first occurrence's answer
+        for index, (data, _) in enumerate(batch):
+            if results[index] is None:
+                first = results[first_of_key[data.idempotency_key]]
+                results[index] = (
+                    first.model_copy(update={"replayed": True}) if isinstance(first, ScreenResult) else first
+                )
+        for result in results:
+            if isinstance(result, VigilError):
+                metrics.REJECTED.labels(result.code).inc()
+            elif isinstance(result, ScreenResult) and result.replayed:
+                metrics.REPLAYS.inc()
+        metrics.STAGE_SECONDS.labels("total").observe(time.perf_counter() - started)
+        return [r for r in results if r is not None]
+
+    def _replayed(
+        self, tx: Transaction, decision: Decision | None, data: TransactionCreate
+    ) -> ScreenResult | VigilError:
+        if not _same_request(tx, data):
+            from vigil.errors import DuplicateIdempotencyKey
+
+            assert tx.transaction_id is not None
+            return DuplicateIdempotencyKey(data.idempotency_key, tx.transaction_id)
+        if decision is None:  # stored through the plain record route, never screened
+            from vigil.errors import Conflict
+
+            return Conflict(f"transaction {tx.transaction_id} was recorded without screening")
+        return ScreenResult.of(tx, decision, replayed=True)
+
+    async def _decide(
+        self,
+        batch: Sequence[tuple[TransactionCreate, datetime]],
+        todo: list[int],
+        results: list[ScreenResult | VigilError | None],
+        started: float,
+    ) -> None:
+        items = [batch[i] for i in todo]
+        events = [to_event(data, received) for data, received in items]
+        keys = [data.idempotency_key for data, _ in items]
+        graph_started = time.perf_counter()
+        scored = await self.graph.score(keys, events, [data for data, _ in items])
+        metrics.STAGE_SECONDS.labels("graph").observe(time.perf_counter() - graph_started)
+        now = datetime.now(UTC)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        decided: list[tuple[TransactionCreate, datetime, Decision]] = []
+        for (data, received), s in zip(items, scored, strict=True):
+            verdict = self.policy.decide(
+                s.rule_hits, s.fraud_score, s.anomaly_score, s.contributions, amount=float(data.amount)
+            )
+            decided.append(
+                (
+                    data,
+                    received,
+                    Decision(
+                        transaction_id=0,
+                        outcome=verdict.outcome,
+                        fraud_score=s.fraud_score,
+                        anomaly_score=s.anomaly_score,
+                        rule_hits=[hit.as_dict() for hit in (*verdict.rule_hits, *verdict.shadow_hits)],
+                        reason_codes=verdict.reason_codes,
+                        model_version=s.model_version,
+                        rules_version=s.rules_version,
+                        latency_ms=round(latency_ms, 3),
+                        decided_at=now,
+                    ),
+                )
+            )
+        for s, (_, _, decision) in zip(scored, decided, strict=True):
+            _observe(s, decision)
+        persist_started = time.perf_counter()
+        try:
+            async with session_scope(self.sessions) as session:
+                rows = await repo.record_decided(session, items=decided)
+            for index, (tx, decision) in zip(todo, rows, strict=True):
+                results[index] = ScreenResult.of(tx, decision, replayed=False)
+        except IntegrityError:
+            # Another replica stored one of these keys between our check and insert: store
+            # one by one, answering the losers from what the winner stored.
+            for index, item in zip(todo, decided, strict=True):
+                results[index] = await self._store_one(item)
+        metrics.STAGE_SECONDS.labels("persist").observe(time.perf_counter() - persist_started)
+        publish_started = time.perf_counter()
+        await self._publish([r for i in todo if isinstance(r := results[i], ScreenResult)])
+        metrics.STAGE_SECONDS.labels("publish").observe(time.perf_counter() - publish_started)
+
+    async def _store_one(
+        self, item: tuple[TransactionCreate, datetime, Decision]
+    ) -> ScreenResult | VigilError:
+        data = item[0]
+        try:
+            async with session_scope(self.sessions) as session:
+                ((tx, decision),) = await repo.record_decided(session, items=[item])
+            return ScreenResult.of(tx, decision, replayed=False)
+        except IntegrityError:
+            async with self.sessions() as session:
+                stored = await repo.decisions_by_keys(session, keys=[data.idempotency_key])
+            if data.idempotency_key not in stored:
+                raise
+            stored_tx, stored_decision = stored[data.idempotency_key]
+            return self._replayed(stored_tx, stored_decision, data)
+
+    async def _publish(self, results: list[ScreenResult]) -> None:
+        if self.events is None:
+            return
+        for result in results:
+            payload = result.model_dump(mode="json")
+            try:
+                await self.events.publish("vigil:decisions", payload)
+                if result.outcome in {"review", "block"}:
+                    await self.events.publish("vigil:alerts", payload)
+                if result.outcome == "review":
+                    await self.events.publish("vigil:review", payload)
+            except Exception:  # the decision is durable; a lost event is logged, not fatal
+                metrics.EVENTS_FAILED.inc()
+                log.exception("publishing the decision of transaction %s failed", result.transaction_id)

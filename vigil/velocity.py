@@ -1,0 +1,224 @@
+"""Velocity state, sharded: shard ``i`` of ``n`` owns the users with
+``stable_shard("user", user_id, n) == i`` and the devices, IPs and merchants that
+:class:`~vigil.features.online.InMemoryEntityStore` assigns to it.
+
+Per transaction the shard reads the features, then learns the event, in one call (no other
+event can slip between the read and the update). Retries are safe: events are identified by
+the client's idempotency key, and a key seen before returns the row it got the first time
+without learning the event again.
+
+Recovery — rebuilt from the database, not from checkpoints. The database already holds every
+acknowledged transaction (committed before the answer), so it is the one source that can never
+be behind what a client was told; a checkpoint would be behind by its interval and still need a
+replay of the tail. A restarted shard (``max_restarts=-1``) rebuilds each user lazily on that
+user's next event by replaying the user's stored history, and its entity state eagerly from the
+last 7 days (the longest entity window) plus all labels.
+
+One race is closed explicitly: events that the *dead* incarnation answered but whose database
+commit lands after the new incarnation rebuilt that user. A user rebuilt less than
+``settle_s`` after the shard started is rebuilt once more on a later event, from the database
+plus the events this incarnation learned itself, so its counts converge to exactly the stored
+history. (Entity distinct-user counts can miss such an event until that device/IP is seen
+again; they refresh themselves on the next event.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from vigil.db import history
+from vigil.db.engine import create_engine, session_factory
+from vigil.features.events import BlacklistEntry, LabelEvent, TransactionEvent
+from vigil.features.online import (
+    NAN,
+    BlacklistIndex,
+    InMemoryEntityStore,
+    UserState,
+    event_features,
+    stable_shard,
+)
+from vigil.features.spec import FEATURE_NAMES, WINDOWS_NS
+
+Row = dict[str, float]
+
+#: How many idempotency keys a shard remembers (retries arrive within seconds).
+SEEN_KEYS = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One event for one shard: ``user`` and/or ``entity`` says which of its parts to run."""
+
+    key: str
+    event: TransactionEvent
+    user: bool
+    entity: bool
+
+
+def shard_of_user(user_id: int, shard_count: int) -> int:
+    return stable_shard("user", user_id, shard_count)
+
+
+def route(
+    keys: list[str], events: list[TransactionEvent], shard_count: int
+) -> dict[int, list[tuple[int, Observation]]]:
+    """Split a batch into per-shard ``(batch index, observation)`` lists, in batch order.
+
+    The user's shard runs the user part; the owners of the device, IP and merchant run the
+    entity part (often the same shard, which then does both in one observation).
+    """
+    per_shard: dict[int, dict[int, list[bool]]] = {}
+    for i, event in enumerate(events):
+        per_shard.setdefault(shard_of_user(event.user_id, shard_count), {}).setdefault(i, [False, False])[
+            0
+        ] = True
+        for kind, key in (("device", event.device_id), ("ip", event.ip), ("merchant", event.merchant_id)):
+            if key is not None:
+                per_shard.setdefault(stable_shard(kind, key, shard_count), {}).setdefault(i, [False, False])[
+                    1
+                ] = True
+    return {
+        shard: [
+            (i, Observation(keys[i], events[i], user, entity)) for i, (user, entity) in sorted(items.items())
+        ]
+        for shard, items in per_shard.items()
+    }
+
+
+def merge_rows(events: list[TransactionEvent], partial: list[tuple[list[int], list[Row]]]) -> list[Row]:
+    """Full feature rows (keys and order of :data:`FEATURE_NAMES`) from the shards' partial rows."""
+    rows = [event_features(event) for event in events]
+    for indices, shard_rows in partial:
+        for index, row in zip(indices, shard_rows, strict=True):
+            rows[index].update(row)
+    return [{name: row.get(name, NAN) for name in FEATURE_NAMES} for row in rows]
+
+
+class VelocityShard:
+    """The shard's logic, plain Python (the Ray actor below wraps it; tests use it directly)."""
+
+    def __init__(self, index: int, count: int, database_url: str, *, settle_s: float = 5.0) -> None:
+        self.index, self.count = index, count
+        self.incarnation = uuid.uuid4().hex[:8]
+        self.engine = (
+            create_engine(database_url, pool_size=2)
+            if "sqlite" not in database_url
+            else create_engine(database_url)
+        )
+        self.sessions = session_factory(self.engine)
+        self.users: dict[int, UserState] = {}
+        self.entities = InMemoryEntityStore(index, count)
+        self.blacklist = BlacklistIndex()
+        self.seen: OrderedDict[str, Row] = OrderedDict()
+        self.started = time.monotonic()
+        self.settle_s = settle_s
+        # users rebuilt while the previous incarnation's answers may still be committing:
+        # user -> events this incarnation learned since (replayed on top of the DB at settle time)
+        self.unsettled: dict[int, list[tuple[str, TransactionEvent]]] = {}
+        self._recovered = False
+        self._lock = asyncio.Lock()
+
+    async def _recover_entities(self) -> None:
+        since = datetime.now(UTC) - timedelta(microseconds=max(WINDOWS_NS.values()) // 1000)
+        async with self.sessions() as session:
+            for entry in await history.blacklist_events(session):
+                self.blacklist.add(entry)
+            for merchant_id, profile in (await history.merchant_profiles(session)).items():
+                if self.entities.owns("merchant", merchant_id):
+                    self.entities.set_merchant_profile(merchant_id, profile)
+            for label in await history.label_events(session):
+                self.entities.add_label(label)
+            async for event in history.events_since(session, since=since):
+                self.entities.update(event)
+        self._recovered = True
+
+    async def _load_users(self, user_ids: list[int]) -> None:
+        async with self.sessions() as session:
+            profiles = await history.user_profiles(session, user_ids=user_ids)
+            stored = await history.user_events(session, user_ids=user_ids)
+        settling = time.monotonic() - self.started < self.settle_s
+        for uid in user_ids:
+            own = self.unsettled.get(uid, []) if uid in self.users else []
+            stored_keys = {key for key, _ in stored[uid]}
+            state = UserState(uid, profiles.get(uid))
+            replay = [e for _, e in stored[uid]] + [e for key, e in own if key not in stored_keys]
+            # Stored events carry their database ids; this incarnation's own (not yet stored)
+            # carry 0, so among equal timestamps they count as learned last.
+            for event in sorted(replay, key=lambda e: (e.t_ns, e.transaction_id or 2**62)):
+                state.update(event)
+            self.users[uid] = state
+            if settling:
+                self.unsettled.setdefault(uid, [])
+            else:
+                self.unsettled.pop(uid, None)
+
+    async def observe(self, batch: list[Observation]) -> list[Row]:
+        """Read, then learn, each observation in order; a seen key returns its first row."""
+        async with self._lock:
+            if not self._recovered:
+                await self._recover_entities()
+            settled = time.monotonic() - self.started >= self.settle_s
+            need = {
+                o.event.user_id
+                for o in batch
+                if o.user
+                and o.key not in self.seen
+                and (o.event.user_id not in self.users or (settled and o.event.user_id in self.unsettled))
+            }
+            if need:
+                await self._load_users(sorted(need))
+            rows: list[Row] = []
+            for obs in batch:
+                cached = self.seen.get(obs.key)
+                if cached is not None:
+                    self.seen.move_to_end(obs.key)
+                    rows.append(cached)
+                    continue
+                row: Row = {}
+                event = obs.event
+                if obs.user:
+                    state = self.users[event.user_id]
+                    row.update(state.features(event))
+                    row.update(self.blacklist.features(event))
+                    state.update(event)
+                    if event.user_id in self.unsettled:
+                        self.unsettled[event.user_id].append((obs.key, event))
+                if obs.entity:
+                    row.update(self.entities.process(event))
+                self.seen[obs.key] = row
+                if len(self.seen) > SEEN_KEYS:
+                    self.seen.popitem(last=False)
+                rows.append(row)
+            return rows
+
+    async def add_label(self, label: LabelEvent) -> None:
+        self.entities.add_label(label)
+
+    async def add_blacklist(self, entry: BlacklistEntry) -> None:
+        self.blacklist.add(entry)
+
+    async def user_counts(self, user_id: int, at: datetime) -> Row:
+        """The user's current velocity features as of ``at`` (for checks and the history route)."""
+        async with self._lock:
+            if user_id not in self.users:
+                await self._load_users([user_id])
+            probe = TransactionEvent(transaction_id=-1, user_id=user_id, created_at=at, amount=0.01)
+            return self.users[user_id].features(probe)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def info(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "count": self.count,
+            "incarnation": self.incarnation,
+            "users": len(self.users),
+            "seen_keys": len(self.seen),
+        }
