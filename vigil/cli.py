@@ -324,6 +324,67 @@ def models_promote(
     typer.echo(f"{name} v{version} is now the champion")
 
 
+@app.command("replay")
+def replay_cmd(
+    data: Annotated[
+        Path | None, typer.Option(help="A `vigil generate` directory (default: the demo data).")
+    ] = None,
+    rate: Annotated[
+        float, typer.Option(min=0, help="Transactions per second; 0 = as fast as possible.")
+    ] = 50,
+    limit: Annotated[int, typer.Option(min=1, help="How many transactions to send.")] = 2_000,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Requests in flight.")] = 16,
+    after: Annotated[
+        str | None,
+        typer.Option(help="Only transactions after this time (ISO); default: the last day of the data."),
+    ] = None,
+    url: Annotated[str | None, typer.Option(help="Base URL; default: this machine's `vigil up`.")] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="VIGIL_API_KEY", help="API key; default: the dev key.")
+    ] = None,
+) -> None:
+    """Stream generated transactions through the live service and print decision counts as they
+    come in. Retries use the same idempotency keys, so a replay can be repeated safely."""
+    import pandas as pd
+
+    from vigil.auth import load_key_store
+    from vigil.replay import dataset_requests, replay
+
+    settings = _settings()
+    source = data or settings.home / "demo-data"
+    if not (source / "transactions.parquet").exists():
+        typer.echo(f"error: no dataset in {source} (run `vigil generate` or `vigil up` first)", err=True)
+        raise typer.Exit(2)
+    if after is None:
+        last = pd.read_parquet(source / "transactions.parquet", columns=["created_at"])["created_at"].max()
+        start = last - pd.Timedelta(days=1)
+    else:
+        start = pd.Timestamp(after, tz="UTC") if pd.Timestamp(after).tzinfo is None else pd.Timestamp(after)
+    key = api_key or load_key_store(settings.home).dev_key
+    if not key:
+        typer.echo("error: pass --api-key (VIGIL_API_KEYS is set, so there is no dev key)", err=True)
+        raise typer.Exit(2)
+    bodies = dataset_requests(source, after=start, limit=limit)
+    base = url or f"http://{settings.http_host}:{settings.http_port}"
+    typer.echo(f"replaying {len(bodies):,} transactions after {start} to {base} at {rate or 'max'}/s")
+    summary = asyncio.run(
+        replay(
+            base,
+            key,
+            bodies,
+            concurrency=concurrency,
+            rate=rate or None,
+            on_progress=lambda s: typer.echo(s.line()),
+        )
+    )
+    typer.echo("done: " + summary.line())
+    if summary.latencies_ms:
+        lat = pd.Series(summary.latencies_ms)
+        typer.echo(
+            f"latency ms: p50 {lat.quantile(0.5):.1f}  p95 {lat.quantile(0.95):.1f}  p99 {lat.quantile(0.99):.1f}"
+        )
+
+
 DEMO_USERS, DEMO_TRANSACTIONS = 2_000, 100_000
 
 

@@ -12,6 +12,8 @@ class VigilError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        #: Extra response headers (Retry-After, WWW-Authenticate).
+        self.headers: dict[str, str] | None = None
 
 
 class NotFound(VigilError):

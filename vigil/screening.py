@@ -30,7 +30,7 @@ from vigil import metrics
 from vigil.db import repository as repo
 from vigil.db.engine import session_scope
 from vigil.db.models import Decision, Transaction
-from vigil.errors import UnknownReference, VigilError
+from vigil.errors import ServiceUnavailable, UnknownReference, VigilError
 from vigil.features.events import TransactionEvent
 from vigil.policy import DecisionPolicy
 from vigil.rules import RuleHit
@@ -216,7 +216,18 @@ class Screener:
         events = [to_event(data, received) for data, received in items]
         keys = [data.idempotency_key for data, _ in items]
         graph_started = time.perf_counter()
-        scored = await self.graph.score(keys, events, [data for data, _ in items])
+        try:
+            scored = await self.graph.score(keys, events, [data for data, _ in items])
+        except Exception as exc:
+            # A replica or actor died mid-call. Nothing was stored; velocity state is keyed by the
+            # idempotency key, so the client's retry is answered without counting twice.
+            log.warning("scoring graph failed for a batch of %d: %s", len(items), exc)
+            metrics.SCORER_UNAVAILABLE.labels("graph").inc()
+            error = ServiceUnavailable("scoring is briefly unavailable: retry with the same idempotency key")
+            error.headers = {"Retry-After": "1"}
+            for index in todo:
+                results[index] = error
+            return
         metrics.STAGE_SECONDS.labels("graph").observe(time.perf_counter() - graph_started)
         now = datetime.now(UTC)
         latency_ms = (time.perf_counter() - started) * 1000.0

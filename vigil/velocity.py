@@ -206,7 +206,8 @@ class VelocityShard:
     async def user_counts(self, user_id: int, at: datetime) -> Row:
         """The user's current velocity features as of ``at`` (for checks and the history route)."""
         async with self._lock:
-            if user_id not in self.users:
+            settled = time.monotonic() - self.started >= self.settle_s
+            if user_id not in self.users or (settled and user_id in self.unsettled):
                 await self._load_users([user_id])
             probe = TransactionEvent(transaction_id=-1, user_id=user_id, created_at=at, amount=0.01)
             return self.users[user_id].features(probe)

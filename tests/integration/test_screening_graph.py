@@ -1,0 +1,289 @@
+"""The whole screening graph on a real local Ray, with PostgreSQL and Redis.
+
+One module-scoped deployment: a generated dataset is split in time; the earlier part is loaded
+into a fresh PostgreSQL database and trains the champion models; the later part is replayed
+through the live Serve application (as a client would: idempotency keys, retries on 5xx).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from vigil.replay import ReplaySummary, request_body
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
+
+ADMIN_KEY = "adm_" + uuid.uuid4().hex
+ANALYST_KEY = "ana_" + uuid.uuid4().hex
+SHARDS = 2
+
+
+@dataclass
+class Live:
+    base_url: str
+    database_url: str
+    replay_rows: pd.DataFrame
+    fraud: pd.DataFrame  # the truth for the replayed rows: transaction_id, fraud_type
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _split(source: Path, target: Path, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """Copy the dataset with only transactions (and labels known) before ``cutoff``; return the rest."""
+    target.mkdir()
+    tx = pq.read_table(source / "transactions.parquet")
+    frame = tx.to_pandas()
+    early = frame["created_at"] < cutoff
+    pq.write_table(
+        pa.Table.from_pandas(frame[early], schema=tx.schema, preserve_index=False),
+        target / "transactions.parquet",
+    )
+    labels = pq.read_table(source / "fraud_labels.parquet")
+    lab = labels.to_pandas()
+    keep = lab["transaction_id"].isin(frame.loc[early, "transaction_id"]) & (lab["labeled_at"] < cutoff)
+    pq.write_table(
+        pa.Table.from_pandas(lab[keep], schema=labels.schema, preserve_index=False),
+        target / "fraud_labels.parquet",
+    )
+    for name in ("users", "accounts", "merchants", "devices", "device_ip_history", "blacklist_entries"):
+        (target / f"{name}.parquet").write_bytes((source / f"{name}.parquet").read_bytes())
+    return frame[~early].sort_values(["created_at", "transaction_id"])
+
+
+@pytest.fixture(scope="module")
+def live(postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    import ray
+    from ray import serve
+
+    from deployments.launch import deploy, load_serve_config, start_local_ray
+    from training.dataset import matrix_from_dataset
+    from training.generate import GenerateConfig, generate
+    from training.pipeline import train_and_promote
+    from vigil.db.bulk import bulk_load
+    from vigil.db.migrate import upgrade
+    from vigil.settings import Settings
+
+    root = tmp_path_factory.mktemp("graph")
+    generate(GenerateConfig(users=600, transactions=60_000, seed=11), root / "full", progress=False)
+    tx = pd.read_parquet(root / "full" / "transactions.parquet", columns=["created_at"])
+    cutoff = tx["created_at"].max() - pd.Timedelta(days=2)
+    later = _split(root / "full", root / "early", cutoff)
+    labels = pd.read_parquet(root / "full" / "fraud_labels.parquet")
+    fraud = labels[labels["transaction_id"].isin(later["transaction_id"])][["transaction_id", "fraud_type"]]
+
+    database_url = postgres_url.rsplit("/", 1)[0] + f"/vigil_graph_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_create_db(database_url))
+    upgrade(database_url)
+    asyncio.run(bulk_load(database_url, root / "early", progress=False))
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    train_and_promote(
+        matrix_from_dataset(root / "early"),
+        tracking_uri=tracking_uri,
+        run_dir=root / "runs",
+        label_delay=timedelta(days=7),
+    )
+
+    port = _free_port()
+    os.environ["VIGIL_API_KEYS"] = f"admin:ops:{ADMIN_KEY},analyst:ana:{ANALYST_KEY}"
+    os.environ["VIGIL_HOME"] = str(root)
+    settings = Settings(home=root, http_port=port)
+    start_local_ray(num_cpus=2)
+    try:
+        config = load_serve_config(Path("ray_config.yaml"), settings)
+        config.applications[0].args.update(
+            {
+                "database_url": database_url,
+                "redis_url": redis_url,
+                "tracking_uri": tracking_uri,
+                "velocity_shards": SHARDS,
+                "rate_limit_per_minute": 10**7,
+            }
+        )
+        deploy(config)
+        yield Live(f"http://127.0.0.1:{port}", database_url, later, fraud)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        os.environ.pop("VIGIL_API_KEYS", None)
+        asyncio.run(_drop_db(database_url))
+
+
+async def _create_db(url: str) -> None:
+    import asyncpg
+
+    base, name = url.replace("+asyncpg", "").rsplit("/", 1)
+    conn = await asyncpg.connect(base + "/postgres")
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def _drop_db(url: str) -> None:
+    import asyncpg
+
+    base, name = url.replace("+asyncpg", "").rsplit("/", 1)
+    conn = await asyncpg.connect(base + "/postgres")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def _scalar(url: str, sql: str) -> Any:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+    try:
+        return await conn.fetchval(sql)
+    finally:
+        await conn.close()
+
+
+def _replay(live: Live, rows: pd.DataFrame, *, concurrency: int = 16, during: Any = None) -> ReplaySummary:
+    from vigil.replay import replay
+
+    bodies = [request_body(r) for r in rows.to_dict("records")]
+
+    async def run() -> ReplaySummary:
+        task = asyncio.create_task(
+            replay(live.base_url, ADMIN_KEY, bodies, concurrency=concurrency, retries=12)
+        )
+        if during is not None:
+            await during()
+        return await task
+
+    return asyncio.run(run())
+
+
+def test_a_replayed_stream_is_decided_durably_with_reasons_from_every_detector(live: Live) -> None:
+    rows = live.replay_rows.iloc[: len(live.replay_rows) // 2]
+    summary = _replay(live, rows)
+    assert summary.failed == 0 and not summary.rejected, summary.line()
+    assert len(summary.decisions) == len(rows)
+    stored = asyncio.run(_scalar(live.database_url, "SELECT COUNT(*) FROM decisions"))
+    assert stored == len(rows)
+
+    decisions = pd.DataFrame([{"transaction_key": k, **v} for k, v in summary.decisions.items()]).assign(
+        source_id=lambda d: d["transaction_key"].str.removeprefix("replay-").astype(int)
+    )
+    fraud_ids = set(live.fraud["transaction_id"])
+    caught = decisions[decisions["source_id"].isin(fraud_ids) & (decisions["outcome"] != "approve")]
+    codes = [code for row in caught["reason_codes"] for code in row]
+    model_codes = {"ANOMALY_SCORE_HIGH", "FRAUD_SCORE_HIGH", "FRAUD_SCORE_BLOCK", "FRAUD_SCORE_UNAVAILABLE"}
+    rule_codes = {c for c in codes if not c.startswith("MODEL:") and c not in model_codes}
+    assert rule_codes, "no fraud was caught by a rule"
+    assert any(c.startswith("MODEL:") or c.startswith("FRAUD_SCORE_") for c in codes), (
+        "the supervised model caught nothing"
+    )
+    assert "ANOMALY_SCORE_HIGH" in codes, "the anomaly scorer caught nothing"
+    # the model should catch far more fraud than it flags legit traffic
+    legit = decisions[~decisions["source_id"].isin(fraud_ids)]
+    recall = len(caught) / max(1, decisions["source_id"].isin(fraud_ids).sum())
+    false_alarms = (legit["outcome"] != "approve").mean()
+    legit_codes = pd.Series(
+        [c for row in legit.loc[legit["outcome"] != "approve", "reason_codes"] for c in row]
+    )
+    assert recall > 0.5 and false_alarms < 0.1, (
+        recall,
+        false_alarms,
+        legit_codes.value_counts().head(8).to_dict(),
+    )
+
+
+def test_retries_return_the_stored_decision(live: Live) -> None:
+    body = request_body(live.replay_rows.iloc[0].to_dict())
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with httpx.Client(base_url=live.base_url, headers=headers, timeout=30) as client:
+        again = client.post("/v1/transactions", json=body)
+        conflicting = client.post("/v1/transactions", json={**body, "amount": "1.23"})
+    assert again.status_code == 200 and again.json()["replayed"] is True
+    assert conflicting.status_code == 409
+
+
+def test_resolving_a_review_case_writes_a_label(live: Live) -> None:
+    headers = {"Authorization": f"Bearer {ANALYST_KEY}"}
+    with httpx.Client(base_url=live.base_url, headers=headers, timeout=30) as client:
+        queue = client.get("/v1/review", params={"limit": 5})
+        assert queue.status_code == 200 and queue.json(), "nothing went to review"
+        case = queue.json()[0]["case"]
+        assert client.post(f"/v1/review/{case['id']}/claim").status_code == 200
+        resolved = client.post(
+            f"/v1/review/{case['id']}/resolve", json={"resolution": "fraud", "notes": "confirmed"}
+        )
+        assert resolved.status_code == 200, resolved.text
+    source = asyncio.run(
+        _scalar(
+            live.database_url,
+            f"SELECT source FROM fraud_labels WHERE transaction_id = {case['transaction_id']}",
+        )
+    )
+    assert source == "analyst"
+
+
+def test_killing_a_velocity_actor_and_a_scorer_replica_loses_nothing(live: Live) -> None:
+    import ray
+
+    from actors.velocity import shard_name
+
+    rows = live.replay_rows.iloc[len(live.replay_rows) // 2 :]
+
+    async def chaos() -> None:
+        await asyncio.sleep(2.0)
+        ray.kill(ray.get_actor(shard_name(0, SHARDS), namespace="vigil"), no_restart=False)
+        await asyncio.sleep(2.0)
+        replicas = [
+            a for a in ray.util.list_named_actors(all_namespaces=True) if "SupervisedScorer" in a["name"]
+        ]
+        assert replicas, "no SupervisedScorer replica found"
+        ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]), no_restart=True)
+
+    summary = _replay(live, rows, during=chaos)
+    assert summary.failed == 0 and not summary.rejected, summary.line()
+    assert len(summary.decisions) == len(rows)
+    keys = ",".join(f"'replay-{int(t)}'" for t in rows["transaction_id"])
+    stored = asyncio.run(
+        _scalar(live.database_url, f"SELECT COUNT(*) FROM transactions WHERE idempotency_key IN ({keys})")
+    )
+    assert stored == len(rows), "an acknowledged transaction is missing"
+
+    # Every user's velocity state equals the stored history (none lost, none counted twice).
+    at = pd.Timestamp(rows["created_at"].max()).to_pydatetime() + timedelta(seconds=1)
+    users = sorted(set(rows["user_id"].astype(int)))[:60]
+    for user_id in users:
+        shard = ray.get_actor(shard_name(_shard_of(user_id), SHARDS), namespace="vigil")
+        counts = ray.get(shard.user_counts.remote(user_id, at))
+        in_db = asyncio.run(
+            _scalar(live.database_url, f"SELECT COUNT(*) FROM transactions WHERE user_id = {user_id}")
+        )
+        assert counts["txn_count_all_by_user"] == in_db, (user_id, counts["txn_count_all_by_user"], in_db)
+
+
+def _shard_of(user_id: int) -> int:
+    from vigil.velocity import shard_of_user
+
+    return shard_of_user(user_id, SHARDS)
