@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vigil import __version__
@@ -176,6 +177,16 @@ def create_api() -> FastAPI:
             {"error": exc.code, "detail": exc.message},
             status_code=exc.status,
             headers=getattr(exc, "headers", None),  # WWW-Authenticate on 401, Retry-After on 429
+        )
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own 4xx (an undecodable body, an unknown route, a wrong method) in our shape
+        codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        return JSONResponse(
+            {"error": codes.get(exc.status_code, "http_error"), "detail": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
         )
 
     @api.exception_handler(RequestValidationError)
