@@ -8,7 +8,8 @@ the environment (:class:`vigil.settings.Settings`), read when the app is built, 
     Ingress ─┬─► VelocityShard actors (features: read, then learn)
              ├─► RuleScreen        ┐
              ├─► SupervisedScorer  ├ one call each per micro-batch, concurrently
-             └─► AnomalyScorer     ┘
+             ├─► AnomalyScorer     ┘
+             └─► KycVerifier (POST /v1/kyc/submissions; own replica, 2 requests at a time)
 """
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +17,7 @@ from ray.serve import Application
 
 from deployments.graph import AnomalyScorer, RuleScreen, SupervisedScorer
 from deployments.ingress import Ingress
+from deployments.kyc import KycVerifier
 from vigil.settings import get_settings
 
 
@@ -29,6 +31,7 @@ class AppArgs(BaseModel):
     anomaly_model: str = "fraud-anomaly"
     velocity_shards: int = Field(default=2, ge=1, le=256)
     rate_limit_per_minute: float = Field(default=6000.0, gt=0)
+    kyc: bool = Field(default=True, description="Deploy the KYC verifier (its own replica).")
 
 
 def build_app(args: AppArgs) -> Application:
@@ -47,4 +50,5 @@ def build_app(args: AppArgs) -> Application:
         supervised,
         anomaly,
         args.rate_limit_per_minute,
+        KycVerifier.bind() if args.kyc else None,  # type: ignore[attr-defined]
     )

@@ -8,6 +8,7 @@ decision thresholds and the micro-batch settings, applied by ``reconfigure`` wit
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,11 @@ from ray import serve
 
 from actors.velocity import get_or_create_shards
 from deployments.graph import ServeGraph
+from kyc.errors import InvalidImage
 from vigil.api import create_api, install_service
 from vigil.auth import install_key_store, load_key_store
 from vigil.db.models import BlacklistEntry, FraudLabel, Transaction
+from vigil.errors import InvalidRequest
 from vigil.events import create_event_bus
 from vigil.features.events import BlacklistEntry as BlacklistEvent
 from vigil.features.events import LabelEvent
@@ -41,6 +44,7 @@ class Ingress:
         supervised: Any,
         anomaly: Any,
         rate_limit_per_minute: float = 6000.0,
+        kyc: Any = None,
     ) -> None:
         self.service = VigilService(database_url)
         self.shards = get_or_create_shards(velocity_shards, database_url)
@@ -49,6 +53,9 @@ class Ingress:
         self.service.attach_screening(self.graph, DecisionPolicy(), create_event_bus(redis_url))
         self.service.blacklist_listeners.append(self._on_blacklist)
         self.service.label_listeners.append(self._on_label)
+        if kyc is not None:
+            self.kyc = kyc
+            self.service.attach_kyc(self._verify_kyc)
         install_service(api, self.service)
         install_key_store(api, load_key_store(Path(home)).store)
         limit = RateLimit.per_minute(rate_limit_per_minute)
@@ -69,6 +76,14 @@ class Ingress:
             self.service.screener.events if self.service.screener else None,
             **{k: batch[k] for k in ("max_batch", "max_wait_s", "max_concurrency") if k in batch},
         )
+
+    async def _verify_kyc(self, selfie_frames: list[bytes], document: bytes, today: date) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = await self.kyc.verify.remote(selfie_frames, document, today)
+        except InvalidImage as exc:  # Serve re-raises the replica's exception as its own type
+            field, reason = getattr(exc, "field", "image"), getattr(exc, "reason", str(exc))
+            raise InvalidRequest(f"{field}: {reason}") from None
+        return result
 
     async def _on_blacklist(self, entry: BlacklistEntry) -> None:
         event = BlacklistEvent(

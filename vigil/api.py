@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, File, Form, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,12 +29,13 @@ from vigil.db.models import (
     BlacklistEntry,
     Decision,
     Device,
+    KycSubmission,
     Merchant,
     ReviewCase,
     Transaction,
     User,
 )
-from vigil.errors import VigilError
+from vigil.errors import InvalidRequest, PayloadTooLarge, VigilError
 from vigil.metrics import METRICS_CONTENT_TYPE, render_metrics
 from vigil.ratelimit import rate_limited
 from vigil.schemas import (
@@ -139,6 +140,18 @@ Analyst = Annotated[Principal, Depends(require_role("analyst", "admin"))]
 Admin = Annotated[Principal, Depends(require_role("admin"))]
 
 ALERT_POLL_S = 1.0
+MAX_SELFIE_FRAMES = 8
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_KYC_BODY_BYTES = (MAX_SELFIE_FRAMES + 1) * MAX_UPLOAD_BYTES
+
+
+async def _read_upload(upload: UploadFile, field: str) -> bytes:
+    data = await upload.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise PayloadTooLarge(f"{field}: over {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB")
+    if not data:
+        raise InvalidRequest(f"{field}: empty file")
+    return data
 
 
 class TransactionView(BaseModel):
@@ -169,7 +182,7 @@ def create_api() -> FastAPI:
         openapi_url="/openapi.json",
     )
 
-    api.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    api.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, overrides={"/v1/kyc/": MAX_KYC_BODY_BYTES})
 
     @api.exception_handler(VigilError)
     async def _vigil_error(request: Request, exc: VigilError) -> JSONResponse:
@@ -348,6 +361,31 @@ def create_api() -> FastAPI:
                 await asyncio.sleep(ALERT_POLL_S)
 
         return StreamingResponse(events(), media_type="text/event-stream")
+
+    @api.post(
+        "/v1/kyc/submissions",
+        status_code=201,
+        tags=["kyc"],
+        response_model=KycSubmission,
+        summary="Verify an identity: selfie frames (liveness, face match) and a document photo",
+    )
+    async def submit_kyc(
+        service: Service,
+        _: Client,
+        user_id: Annotated[int, Form(ge=1)],
+        document: Annotated[UploadFile, File(description="Photo of the passport, ID card or licence")],
+        selfie: Annotated[list[UploadFile], File(description=f"1-{MAX_SELFIE_FRAMES} selfie frames")],
+    ) -> KycSubmission:
+        if not 1 <= len(selfie) <= MAX_SELFIE_FRAMES:
+            raise InvalidRequest(f"send 1 to {MAX_SELFIE_FRAMES} selfie frames, got {len(selfie)}")
+        frames = [await _read_upload(f, f"selfie[{i}]") for i, f in enumerate(selfie)]
+        return await service.submit_kyc(
+            user_id, selfie_frames=frames, document=await _read_upload(document, "document")
+        )
+
+    @api.get("/v1/kyc/submissions/{submission_id}", tags=["kyc"], response_model=KycSubmission)
+    async def kyc_status(submission_id: int, service: Service, _: Reader) -> KycSubmission:
+        return await service.kyc_submission(submission_id)
 
     @api.get("/metrics", tags=["ops"], include_in_schema=False)
     async def metrics() -> Response:

@@ -52,3 +52,8 @@ class DuplicateIdempotencyKey(Conflict):
 class ServiceUnavailable(VigilError):
     status = 503
     code = "unavailable"
+
+
+class PayloadTooLarge(VigilError):
+    status = 413
+    code = "payload_too_large"

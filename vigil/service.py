@@ -8,7 +8,7 @@ transaction, so a failure rolls back everything that method wrote.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,12 +25,13 @@ from vigil.db.models import (
     Decision,
     Device,
     FraudLabel,
+    KycSubmission,
     Merchant,
     ReviewCase,
     Transaction,
     User,
 )
-from vigil.errors import ServiceUnavailable, VigilError
+from vigil.errors import NotFound, ServiceUnavailable, UnknownReference, VigilError
 from vigil.policy import DecisionPolicy
 from vigil.schemas import (
     AccountCreate,
@@ -41,6 +42,11 @@ from vigil.schemas import (
     UserCreate,
 )
 from vigil.screening import EventSink, ScoringGraph, Screener, ScreenResult
+
+#: ``verify(selfie_frames, document, today) -> result dict`` (a KYC deployment or a local engine).
+KycVerify = Callable[[list[bytes], bytes, date], Awaitable[dict[str, Any]]]
+#: The KYC pipeline's verdict -> users.kyc_status.
+KYC_STATUS = {"approved": "verified", "review": "review", "rejected": "rejected"}
 
 
 class VigilService:
@@ -58,6 +64,7 @@ class VigilService:
         #: Called after a blacklist entry / an analyst's label is committed (the graph subscribes).
         self.blacklist_listeners: list[Callable[[BlacklistEntry], Awaitable[None]]] = []
         self.label_listeners: list[Callable[[FraudLabel, Transaction], Awaitable[None]]] = []
+        self._kyc: KycVerify | None = None
         self._batcher: MicroBatcher[tuple[TransactionCreate, datetime], ScreenResult | VigilError] | None = (
             None
         )
@@ -177,6 +184,51 @@ class VigilService:
         for listener in self.label_listeners:
             await listener(label, tx)
         return case
+
+    def attach_kyc(self, verify: KycVerify) -> None:
+        """``verify(selfie_frames, document, today)`` returns the KYC result as a dict (see
+        ``kyc.pipeline.KycResult``) and raises :class:`InvalidRequest` for an unusable image."""
+        self._kyc = verify
+
+    async def submit_kyc(self, user_id: int, *, selfie_frames: list[bytes], document: bytes) -> KycSubmission:
+        """Verify, then store the submission and the user's new KYC status and risk level at once."""
+        if self._kyc is None:
+            raise ServiceUnavailable("KYC verification is not running on this server")
+        async with self.sessions() as session:
+            if await session.get(User, user_id) is None:
+                raise UnknownReference(f"user {user_id} does not exist")
+        result = await self._kyc(selfie_frames, document, datetime.now(UTC).date())
+        now = datetime.now(UTC)
+        fields = result.get("document_fields") or {}
+        submission = KycSubmission(
+            user_id=user_id,
+            status=str(result["status"]),
+            risk_level=str(result["risk_level"]),
+            document_type=result.get("document_type"),
+            document_number=(fields.get("document_number") or None),
+            face_match_score=result.get("face_match_score"),
+            liveness_score=result.get("liveness_score"),
+            reason_codes=list(result.get("reason_codes") or []),
+            details={k: v for k, v in result.items() if k not in {"status", "risk_level", "reason_codes"}},
+            created_at=now,
+            decided_at=now,
+        )
+        async with session_scope(self.sessions) as session:
+            session.add(submission)
+            user = await session.get(User, user_id)
+            if user is None:
+                raise UnknownReference(f"user {user_id} does not exist")
+            user.kyc_status = KYC_STATUS.get(submission.status, "review")
+            user.kyc_risk_level = submission.risk_level
+            await session.flush()
+        return submission
+
+    async def kyc_submission(self, submission_id: int) -> KycSubmission:
+        async with self.sessions() as session:
+            found = await session.get(KycSubmission, submission_id)
+        if found is None:
+            raise NotFound(f"KYC submission {submission_id} does not exist")
+        return found
 
     async def alerts(self, *, user_id: int | None, after_id: int, limit: int) -> Sequence[Alert]:
         async with self.sessions() as session:
