@@ -43,8 +43,11 @@ bench-generate: setup  ## Synthetic data: 5M transactions / 50K users; rows/s an
 bench-features: setup  ## Offline feature computation on 5M rows.
 	@$(PY) benchmarks/bench_features.py
 
-bench-train: setup  ## Features + XGBoost (Ray Train and plain) on 5M rows.
-	@$(PY) benchmarks/bench_train.py
+BENCH_DATA ?= data/bench-5m
+
+bench-train: setup  ## Features + XGBoost (plain and Ray Train) on the generated 5M-row dataset.
+	@test -f $(BENCH_DATA)/manifest.json || $(VENV)/bin/vigil generate --users 50000 --transactions 5000000 --seed 7 --out $(BENCH_DATA)
+	@$(PY) benchmarks/bench_train.py --dataset $(BENCH_DATA)
 
 bench-serve: setup  ## Load test of the Serve graph vs the uvicorn baseline.
 	@$(PY) benchmarks/bench_serve.py
