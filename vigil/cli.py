@@ -253,6 +253,61 @@ def train_cmd(
         )
 
 
+@app.command("features")
+def features_cmd(
+    data: Annotated[Path, typer.Option(help="A `vigil generate` directory.")] = Path("data"),
+    out: Annotated[Path, typer.Option(help="Feature Parquet to write (what `vigil tune` reads).")] = Path(
+        "data/features.parquet"
+    ),
+) -> None:
+    """Compute the point-in-time features of a dataset (offline execution of the online
+    definitions) with labels, event and label times, as one Parquet file."""
+    from training.dataset import matrix_from_dataset
+    from training.models.data import save_feature_matrix
+
+    _settings()
+    try:
+        matrix = matrix_from_dataset(data)
+    except (FileNotFoundError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    save_feature_matrix(matrix, out)
+    typer.echo(
+        f"{len(matrix):,} rows x {len(matrix.feature_names)} features ({matrix.feature_version}) -> {out}"
+    )
+
+
+@app.command(
+    "tune",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def tune_cmd(
+    ctx: typer.Context,
+    data: Annotated[
+        Path, typer.Option(help="A `vigil generate` directory or a feature Parquet file.")
+    ] = Path("data"),
+) -> None:
+    """Ray Tune (ASHA) search over XGBoost / LightGBM / Random Forest, then train, evaluate and
+    register the best. Extra options go to `python -m training.tune` (see its --help), e.g.
+    `vigil tune --data data -- --num-samples 8 --promote`. Joins RAY_ADDRESS when set."""
+    from training.tune import main as tune_main
+
+    settings = _settings()
+    features = data
+    if data.is_dir():
+        features = settings.home / "features" / f"{data.name}.parquet"
+        features_cmd(data=data, out=features)
+    argv = [
+        "--data",
+        str(features),
+        "--run-dir",
+        str(settings.home / "runs"),
+        "--tracking-uri",
+        settings.tracking_uri,
+    ]
+    raise typer.Exit(tune_main([*argv, *ctx.args]))
+
+
 @app.command("score")
 def score_cmd(
     transactions: Annotated[Path, typer.Option(help="Transactions table (CSV/Parquet) to score.")],

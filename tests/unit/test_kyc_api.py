@@ -40,6 +40,8 @@ def engine() -> Any:
     from kyc.config import KycConfig
     from kyc.pipeline import KycEngine
 
+    if not (SHARED / "models" / "deploy.prototxt").exists():
+        pytest.skip(f"shared models missing: {SHARED / 'models'}")
     return KycEngine(KycConfig(model_dir=SHARED / "models"))
 
 

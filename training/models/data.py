@@ -239,3 +239,23 @@ def make_synthetic_matrix(
         feature_names=names,
         feature_version=feature_version,
     )
+
+
+def save_feature_matrix(matrix: FeatureMatrix, path: str | Path) -> Path:
+    """Write ``matrix`` as the Parquet file :func:`load_feature_matrix` reads (features, label,
+    event/label times, fraud type; the feature version in the schema metadata)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = matrix.X.copy()
+    frame[LABEL_COLUMN] = matrix.y
+    frame[EVENT_TIME_COLUMN] = matrix.event_time.to_numpy()
+    frame[LABEL_TIME_COLUMN] = matrix.label_time.to_numpy()
+    frame[FRAUD_TYPE_COLUMN] = matrix.fraud_type.astype(object).to_numpy()
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[FEATURE_VERSION_METADATA_KEY] = matrix.feature_version.encode()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table.replace_schema_metadata(meta), out)
+    return out
