@@ -112,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             matrix = make_synthetic_matrix(args.rows, args.features, seed=args.seed, days=90)
     gen_s = time.perf_counter() - started
-    print(f"data ({'features' if args.dataset else 'matrix'}): {gen_s:.1f} s, peak {gen_mem.peak_gb:.2f} GB", flush=True)
+    print(
+        f"data ({'features' if args.dataset else 'matrix'}): {gen_s:.1f} s, peak {gen_mem.peak_gb:.2f} GB",
+        flush=True,
+    )
     n = len(matrix)
     # Hold out the last 5 % (by time) only to show both paths learn the same model.
     cut = int(n * 0.95)
@@ -129,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "max_depth": args.max_depth,
         "source": str(args.dataset or args.data or "synthetic"),
-        "data_step": "read + features (vigil.features.compute_features)" if args.dataset else "load/make matrix",
+        "data_step": "read + features (vigil.features.compute_features)"
+        if args.dataset
+        else "load/make matrix",
         "machine": {
             "cpus": cpus,
             "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
