@@ -43,8 +43,12 @@ def _pad(engine: object) -> dict[str, object]:
             attacks[kind].append(check(x, faces.analyze(x)).live)
     report = pad_report(bona, attacks)
     print(report.format())
-    return {"apcer": report.apcer, "attack_counts": report.attack_counts, "bpcer": report.bpcer,
-            "bona_fide_count": report.bona_fide_count}
+    return {
+        "apcer": report.apcer,
+        "attack_counts": report.attack_counts,
+        "bpcer": report.bpcer,
+        "bona_fide_count": report.bona_fide_count,
+    }
 
 
 def main() -> None:
@@ -74,14 +78,25 @@ def main() -> None:
     p50 = statistics.median(lat)
     p95 = lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))]
     stage_p50 = {k: statistics.median(s[k] for s in stages) for k in stages[0]}
-    print(f"KYC submission ({args.frames} frames + TD3 passport), {args.runs} runs on {os.cpu_count()} CPUs: "
-          f"p50 {p50:.3f} s, p95 {p95:.3f} s (model load {load_s:.1f} s)")
+    print(
+        f"KYC submission ({args.frames} frames + TD3 passport), {args.runs} runs on {os.cpu_count()} CPUs: "
+        f"p50 {p50:.3f} s, p95 {p95:.3f} s (model load {load_s:.1f} s)"
+    )
     print("stage p50 (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in stage_p50.items()))
     print(f"last result: {r.status} {r.risk_level} {r.reason_codes}")
     pad = _pad(engine)
-    out = {"timestamp": datetime.now(UTC).isoformat(), "machine": platform.platform(), "cpus": os.cpu_count(),
-           "runs": args.runs, "frames": args.frames, "p50_s": p50, "p95_s": p95, "load_s": load_s,
-           "stage_p50_ms": stage_p50, "pad": pad}
+    out = {
+        "timestamp": datetime.now(UTC).isoformat(),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "runs": args.runs,
+        "frames": args.frames,
+        "p50_s": p50,
+        "p95_s": p95,
+        "load_s": load_s,
+        "stage_p50_ms": stage_p50,
+        "pad": pad,
+    }
     res = ROOT / "benchmarks" / "results"
     res.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -5,6 +5,7 @@ Checks return reason codes, never raise. Dates: ``today`` is a parameter, never 
 
 from __future__ import annotations
 
+import inspect
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -17,6 +18,9 @@ from kyc.mrz import CHARSET, FILLER, LINE_LENGTHS, Mrz, normalise_length, parse
 from kyc.ocr import Box, MrzLineReader, OcrEngine, TextLine
 
 _MRZ_LIKE = re.compile(r"^[A-Z0-9<]{20,48}$")
+FAST_DETECT_SIDE = 640  # longer side (px) of the page for the MRZ fast path's text detection (MRZ
+# characters stay ~12 px tall on a full-frame TD3 page; a page the fast path misses falls back to
+# full OCR at 1280 px)
 
 
 @dataclass(frozen=True)
@@ -71,9 +75,15 @@ class DocumentReader:
         )
         detect = getattr(self._ocr, "detect", None)
         if detect is not None and self._lines is not None and not visual_zone:
-            mrz = self._fast_mrz(img, detect(img), today=today)
-            if mrz is not None:
-                return DocumentRead(mrz.document_type, mrz, [], {})
+            # MRZ lines are the widest, tallest-contrast text on the page: text detection at a
+            # reduced scale finds them; the lines are then read from the full-resolution image.
+            scalable = "max_side" in inspect.signature(detect).parameters
+            boxes = detect(img, max_side=FAST_DETECT_SIDE) if scalable else detect(img)
+            fast = self._fast_mrz(img, boxes, today=today)
+            if fast is not None and fast.valid:
+                return DocumentRead(fast.document_type, fast, [], {})
+        else:
+            fast = None
         text = self._ocr.read(img)
         mrz_lines = sorted(
             (t for t in text if _MRZ_LIKE.match(_mrz_text(t)) and FILLER in _mrz_text(t)),
@@ -81,6 +91,8 @@ class DocumentReader:
         )
         visual = [t.text for t in text if t not in mrz_lines]
         mrz = self._read_mrz(img, mrz_lines, today=today) if len(mrz_lines) >= 2 else None
+        if fast is not None and (mrz is None or len(fast.failed_checks) < len(mrz.failed_checks)):
+            mrz = fast  # the full read found no better MRZ than the fast path
         fields = visual_fields(visual)
         if mrz is not None:
             kind = mrz.document_type
@@ -101,14 +113,24 @@ class DocumentReader:
                 wide.append(b)
         wide.sort(key=lambda b: min(p[1] for p in b))
         lines = []
+        read: dict[Box, list[dict[str, float]]] = {}
         for b in wide[-3:]:
-            cands = self._lines.read(_crop_line(img, b))
+            cands = read[b] = self._lines.read(_crop_line(img, b))
             text = "".join(max(c, key=lambda k: c[k]) for c in cands)
             lines.append(TextLine(text, b, 1.0))
         mrz_lines = [t for t in lines if _MRZ_LIKE.match(t.text) and FILLER in t.text]
-        return self._read_mrz(img, mrz_lines, today=today) if len(mrz_lines) >= 2 else None
+        return self._read_mrz(img, mrz_lines, today=today, known=read) if len(mrz_lines) >= 2 else None
 
-    def _read_mrz(self, img: np.ndarray, lines: list[TextLine], *, today: date) -> Mrz | None:
+    def _read_mrz(
+        self,
+        img: np.ndarray,
+        lines: list[TextLine],
+        *,
+        today: date,
+        known: dict[Box, list[dict[str, float]]] | None = None,
+    ) -> Mrz | None:
+        """``known``: per-character candidates already read for some boxes (not read again)."""
+        known = {} if known is None else known
         texts = [_mrz_text(t) for t in lines][-3:]
         boxes = [t.box for t in lines][-3:]
         for fmt, n in sorted(LINE_LENGTHS.items(), key=lambda kv: -kv[1]):
@@ -120,7 +142,9 @@ class DocumentReader:
                 continue
             cands = []
             for t, b in zip(sel_t, sel_b, strict=True):
-                per_char = self._lines.read(_crop_line(img, b)) if self._lines is not None else []
+                if b not in known:
+                    known[b] = self._lines.read(_crop_line(img, b)) if self._lines is not None else []
+                per_char = known[b]
                 if len(per_char) != n:
                     fixed = normalise_length(t)
                     per_char = [{c: 1.0} if c in CHARSET else {} for c in fixed] if len(fixed) == n else []

@@ -7,6 +7,7 @@ and higher = more similar.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from enum import StrEnum
@@ -68,6 +69,14 @@ def _fr() -> Any:
     return face_recognition
 
 
+def _limit(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """``image`` scaled down (never up) so its longer side is at most ``max_side``; and the scale."""
+    scale = min(1.0, max_side / max(image.shape[:2]))
+    if scale >= 1.0:
+        return image, 1.0
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), scale
+
+
 def sharpness(gray: np.ndarray) -> float:
     """Variance of the Laplacian (grey levels squared); higher = sharper."""
     return float(cv2.Laplacian(gray, cv2.CV_64F).var())
@@ -80,17 +89,26 @@ class FaceAnalyzer:
         self.config = config
         self._fr = _fr()
 
-    def analyze(self, image_bgr: np.ndarray, *, landmarks: bool = False, max_side: int = 800) -> FaceAnalysis:
-        """Detect faces with HOG (upsampled once on small images); image is BGR uint8."""
-        scale = min(1.0, max_side / max(image_bgr.shape[:2]))
-        img = (
-            cv2.resize(image_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            if scale < 1
-            else image_bgr
-        )
+    def analyze(
+        self,
+        image_bgr: np.ndarray,
+        *,
+        landmarks: bool = False,
+        max_side: int = 800,
+        encode: bool = True,
+        detect_side: int = 640,
+    ) -> FaceAnalysis:
+        """Detect faces with HOG and analyse the one face; image is BGR uint8.
+
+        Coarse to fine: HOG runs first without upsampling on the image scaled to at most
+        ``detect_side`` pixels (fast; finds faces of >= ~80 px there); only if that finds nothing
+        does it run on the ``max_side`` image (upsampled once when that is small). Quality,
+        landmarks and the embedding always use the ``max_side`` image. ``encode=False`` skips the
+        embedding (see ``encode``).
+        """
+        img, scale = _limit(image_bgr, max_side)
         rgb = np.ascontiguousarray(img[:, :, ::-1])
-        upsample = 1 if max(img.shape[:2]) <= 1000 else 0
-        boxes = self._fr.face_locations(rgb, number_of_times_to_upsample=upsample, model="hog")
+        boxes = self._detect(rgb, detect_side)
         if not boxes:
             return FaceAnalysis(FaceOutcome.NO_FACE)
         if len(boxes) > 1:
@@ -104,12 +122,36 @@ class FaceAnalyzer:
             return FaceAnalysis(FaceOutcome.FACE_TOO_SMALL, box=box, sharpness=sharp)
         if sharp < self.config.min_face_sharpness:
             return FaceAnalysis(FaceOutcome.TOO_BLURRED, box=box, sharpness=sharp)
-        enc = self._fr.face_encodings(rgb, [boxes[0]], num_jitters=1, model="small")[0]
+        enc = self._fr.face_encodings(rgb, [boxes[0]], num_jitters=1, model="small")[0] if encode else None
         marks = None
         if landmarks:
             raw = self._fr.face_landmarks(rgb, [boxes[0]], model="large")[0]
             marks = {k: [(int(x / scale), int(y / scale)) for x, y in v] for k, v in raw.items()}
         return FaceAnalysis(FaceOutcome.OK, box=box, encoding=enc, sharpness=sharp, landmarks=marks)
+
+    def encode(self, image_bgr: np.ndarray, face: FaceAnalysis, *, max_side: int = 800) -> FaceAnalysis:
+        """``face`` (from ``analyze(..., encode=False)`` on the same image and ``max_side``) with
+        its embedding; unchanged when it has one already or is not OK."""
+        if face.encoding is not None or face.box is None or face.outcome is not FaceOutcome.OK:
+            return face
+        img, scale = _limit(image_bgr, max_side)
+        rgb = np.ascontiguousarray(img[:, :, ::-1])
+        b = face.box
+        loc = (round(b.top * scale), round(b.right * scale), round(b.bottom * scale), round(b.left * scale))
+        enc = self._fr.face_encodings(rgb, [loc], num_jitters=1, model="small")[0]
+        return dataclasses.replace(face, encoding=enc)
+
+    def _detect(self, rgb: np.ndarray, detect_side: int) -> list[tuple[int, int, int, int]]:
+        small, s = _limit(rgb, detect_side)
+        boxes = self._fr.face_locations(
+            np.ascontiguousarray(small), number_of_times_to_upsample=0, model="hog"
+        )
+        if boxes:
+            return [(int(t / s), int(r / s), int(b / s), int(left / s)) for t, r, b, left in boxes]
+        upsample = 1 if max(rgb.shape[:2]) <= 1000 else 0
+        if s == 1.0 and upsample == 0:
+            return []  # the fine pass would repeat the coarse one
+        return list(self._fr.face_locations(rgb, number_of_times_to_upsample=upsample, model="hog"))
 
     def match(self, a: np.ndarray, b: np.ndarray) -> FaceMatch:
         """Compare two embeddings against ``config.face_match_distance``."""

@@ -390,7 +390,9 @@ def parse(lines: Sequence[str], *, today: date, candidates: Sequence[Candidates]
     values = {f.name: fixed[f.line][f.start : f.end] for line in FORMAT_FIELDS[fmt] for f in line}
     birth = parse_date(values["birth_date"], future=False, today=today)
     expiry = parse_date(values["expiry_date"], future=True, today=today)
-    failed += [name for name, d in (("birth_date_format", birth), ("expiry_date_format", expiry)) if d is None]
+    failed += [
+        name for name, d in (("birth_date_format", birth), ("expiry_date_format", expiry)) if d is None
+    ]
     surname, _, given = values["names"].partition("<<")
     optional = values.get("optional_data", "") + values.get("optional_data_2", "")
     return Mrz(
@@ -467,7 +469,9 @@ def correct_single_line(cands: Candidates, *, max_cost_per_check: float = 3.5) -
     if letters >= 5 and digits <= 2 and re.search(r"[A-Z0-9]<<[A-Z0-9]", top):
         chars = list(top)
         for i, c in enumerate(chars):
-            if c in DIGITS and (i == 0 or top[i - 1] in LETTERS) and (i == n - 1 or top[i + 1] in LETTERS):
+            # Names hold no digits: a digit touching a letter is a misread letter ("RICARD0<").
+            near = top[max(i - 1, 0) : i] + top[i + 1 : i + 2]
+            if c in DIGITS and any(x in LETTERS for x in near):
                 chars[i] = _ranked(cands[i], Kind.ALPHA)[0][0]
         return "".join(chars)
     return top

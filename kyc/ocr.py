@@ -3,9 +3,10 @@
 ``RapidOcrEngine`` (default) uses the models bundled in ``rapidocr_onnxruntime``: no download.
 ``EasyOcrEngine`` is optional (``easyocr`` is not a dependency) and never downloads weights.
 ``MrzLineReader`` reads one MRZ line crop character by character: the line is cut into character
-cells (OCR-B is monospaced), the recogniser's per-frame CTC probabilities are restricted to the
-MRZ alphabet, and each cell takes the frames that cover it. This keeps the characters the CTC
-decoder drops (repeated ``<``, ``MM``) and gives per-position candidates for check-digit repair.
+cells (:mod:`kyc.glyphs`), the recogniser's per-frame CTC probabilities are restricted to the
+MRZ alphabet and each cell takes the frames that cover it; the OCR-B glyph classifier reads each
+cell too, and the two vote. This keeps the characters the CTC decoder drops (repeated ``<``,
+``MM``) and gives per-position candidates for check-digit repair.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from kyc.glyphs import GlyphClassifier, LineCells, default_classifier, line_patches, segment_line
 from kyc.mrz import CHARSET
 
 Box = tuple[tuple[float, float], ...]
@@ -54,11 +56,30 @@ class RapidOcrEngine:
         """The underlying text recogniser (``TextRecognizer``), shared with ``MrzLineReader``."""
         return self._engine.text_rec
 
-    def detect(self, image: np.ndarray) -> list[Box]:
-        """Text line boxes only (4 corner points each, pixels); much faster than ``read``."""
+    def detect(self, image: np.ndarray, *, max_side: int | None = None) -> list[Box]:
+        """Text line boxes only (4 corner points each, pixels); much faster than ``read``.
+
+        ``max_side`` set: the detector runs on the image scaled so its longer side is at most that
+        many pixels (RapidOCR's default instead scales the *shorter* side up to 736, which makes
+        a wide strip or a large page slow); boxes are in ``image`` pixels either way.
+        """
+        if max_side is None:
+            with self._lock:
+                result, _ = self._engine(image, use_cls=False, use_rec=False)
+            return [tuple((float(x), float(y)) for x, y in box) for box in (result or [])]
+        from rapidocr_onnxruntime.ch_ppocr_det.utils import DetPreProcess
+
+        det = self._engine.text_det
+        pre = DetPreProcess(max_side, "max", det.mean, det.std)
+        shape = image.shape[:2]
         with self._lock:
-            result, _ = self._engine(image, use_cls=False, use_rec=False)
-        return [tuple((float(x), float(y)) for x, y in box) for box in (result or [])]
+            x = pre(image)
+            if x is None:
+                return []
+            preds = det.infer(x)[0]
+            boxes, _ = det.postprocess_op(preds, shape)
+            boxes = det.filter_tag_det_res(boxes, shape)
+        return [tuple((float(px), float(py)) for px, py in box) for box in boxes]
 
     def read(self, image: np.ndarray) -> list[TextLine]:
         with self._lock:
@@ -97,9 +118,21 @@ _ALIASES = {"<": "《〈‹«＜く(〔{[【（", "X": "×x"}
 
 
 class MrzLineReader:
-    """Reads single MRZ text lines; returns per-position candidates ``{char: probability}``."""
+    """Reads single MRZ text lines; returns per-position candidates ``{char: probability}``.
 
-    def __init__(self, recogniser: Any) -> None:
+    Two readers vote per character cell: RapidOCR's recogniser (its CTC frames over the cell) and
+    the OCR-B glyph classifier of :mod:`kyc.glyphs` (when its weights are present). Their
+    probabilities are combined log-linearly: ``p ~ ctc**ctc_weight * glyph**glyph_weight``.
+    """
+
+    def __init__(
+        self,
+        recogniser: Any,
+        glyphs: GlyphClassifier | bool | None = True,
+        *,
+        ctc_weight: float = 0.5,
+        glyph_weight: float = 1.0,
+    ) -> None:
         self._rec = recogniser
         chars: list[str] = list(recogniser.postprocess_op.character)
         index = {c: i for i, c in enumerate(chars)}
@@ -107,21 +140,38 @@ class MrzLineReader:
         for ch in CHARSET:
             names = [ch, ch.lower(), *_ALIASES.get(ch, "")]
             self._columns.append(sorted({index[n] for n in names if n in index}))
+        self._glyphs = default_classifier() if glyphs is True else (glyphs or None)
+        self._wc, self._wg = ctc_weight, glyph_weight
         self._lock = threading.Lock()
 
     def read(self, line_image: np.ndarray) -> list[dict[str, float]]:
         """Candidates per character cell of a tightly or loosely cropped single-line image
         (dark text on light background, BGR or grey)."""
+        probs = self.cell_probs(line_image)
+        out: list[dict[str, float]] = []
+        for row in probs:
+            top = np.argsort(-row)[:4]
+            out.append({CHARSET[i]: float(row[i]) for i in top})
+        return out
+
+    def cell_probs(self, line_image: np.ndarray) -> np.ndarray:
+        """(cells, len(CHARSET)) combined probabilities; empty when no text line is found."""
         grey = line_image if line_image.ndim == 2 else cv2.cvtColor(line_image, cv2.COLOR_BGR2GRAY)
-        thr, _ = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
-        ink = grey <= thr
-        rows = np.flatnonzero(ink.sum(1) > 0)
-        if rows.size == 0:
-            return []
-        r0, r1 = int(rows[0]), int(rows[-1]) + 1
-        cells = _character_cells(ink[r0:r1])
-        if not cells:
-            return []
+        lc = segment_line(grey)
+        if lc is None:
+            return np.zeros((0, len(CHARSET)), np.float32)
+        ctc = self.ctc_probs(grey, lc)
+        if self._glyphs is None:
+            return ctc
+        glyph = self._glyphs.probs(line_patches(lc))
+        logp = self._wc * np.log(ctc + 1e-4) + self._wg * np.log(glyph + 1e-4)
+        logp -= logp.max(1, keepdims=True)
+        p = np.exp(logp)
+        return np.asarray(p / p.sum(1, keepdims=True))
+
+    def ctc_probs(self, grey: np.ndarray, lc: LineCells) -> np.ndarray:
+        """RapidOCR recogniser's CTC mass per cell, restricted to the MRZ alphabet."""
+        r0, r1 = lc.rows
         grey = grey[r0:r1]
         pad = max(2, int(grey.shape[0] * 0.15))
         padded = cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=255)
@@ -133,40 +183,10 @@ class MrzLineReader:
         table = np.stack([probs[:, cols].sum(1) for cols in self._columns], axis=1)
         scale = math.ceil(48 * w / h) / w
         frame_w = x.shape[3] / probs.shape[0]
-        out: list[dict[str, float]] = []
-        for a, b in cells:
+        rows = []
+        for a, b in lc.cells:
             t0 = int((a + pad) * scale / frame_w)
             t1 = max(t0 + 1, math.ceil((b + pad) * scale / frame_w))
             mass = table[t0:t1].sum(0)
-            mass = mass / max(float(mass.sum()), 1e-9)
-            top = np.argsort(-mass)[:4]
-            out.append({CHARSET[i]: float(mass[i]) for i in top})
-        return out
-
-
-def _character_cells(ink: np.ndarray) -> list[tuple[int, int]]:
-    """Column ranges of characters: ink runs, with runs wider than the pitch split evenly."""
-    cols = ink.sum(0) > 0
-    runs: list[tuple[int, int]] = []
-    i, n = 0, len(cols)
-    while i < n:
-        if cols[i]:
-            j = i
-            while j < n and cols[j]:
-                j += 1
-            runs.append((i, j))
-            i = j
-        else:
-            i += 1
-    if len(runs) < 4:
-        return runs
-    pitch = float(np.median(np.diff([a for a, _ in runs])))
-    out: list[tuple[int, int]] = []
-    for a, b in runs:
-        k = round((b - a) / pitch) if pitch > 0 else 1
-        if k >= 2:  # touching characters
-            step = (b - a) / k
-            out += [(int(a + t * step), int(a + (t + 1) * step)) for t in range(k)]
-        else:
-            out.append((a, b))
-    return out
+            rows.append(mass / max(float(mass.sum()), 1e-9))
+        return np.asarray(rows, np.float32)

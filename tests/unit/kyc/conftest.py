@@ -9,7 +9,9 @@ import pytest
 
 from kyc.config import KycConfig
 
-SHARED = Path(os.environ.get("VIGIL_SHARED_DATA", Path(__file__).resolve().parents[3] / ".." / "shared" / "data"))
+SHARED = Path(
+    os.environ.get("VIGIL_SHARED_DATA", Path(__file__).resolve().parents[3] / ".." / "shared" / "data")
+)
 
 
 def shared(*parts: str) -> Path:

@@ -44,12 +44,15 @@ def test_bad_photos_are_outcomes(engine) -> None:  # type: ignore[no-untyped-def
     img = cv2.imread(str(shared("liveness", "image_T1.jpg")))
     assert engine.faces.analyze(np.full((300, 300, 3), 127, np.uint8)).outcome is FaceOutcome.NO_FACE
     assert engine.faces.analyze(cv2.resize(img, (120, 160))).outcome is FaceOutcome.FACE_TOO_SMALL
-    assert engine.faces.analyze(cv2.GaussianBlur(img, (0, 0), 6)).outcome in (FaceOutcome.TOO_BLURRED,
-                                                                               FaceOutcome.NO_FACE)
+    assert engine.faces.analyze(cv2.GaussianBlur(img, (0, 0), 6)).outcome in (
+        FaceOutcome.TOO_BLURRED,
+        FaceOutcome.NO_FACE,
+    )
 
 
-@pytest.mark.parametrize(("name", "live"), [("image_T1.jpg", True), ("image_F1.jpg", False),
-                                            ("image_F2.jpg", False)])
+@pytest.mark.parametrize(
+    ("name", "live"), [("image_T1.jpg", True), ("image_F1.jpg", False), ("image_F2.jpg", False)]
+)
 def test_passive_liveness(engine, name: str, live: bool) -> None:  # type: ignore[no-untyped-def]
     img = cv2.imread(str(shared("liveness", name)))
     r = engine.liveness.check(img, engine.faces.analyze(img))

@@ -21,8 +21,17 @@ def _png(h: int, w: int) -> bytes:
     return cv2.imencode(".png", np.zeros((h, w, 3), np.uint8))[1].tobytes()
 
 
-@pytest.mark.parametrize("data", [b"", b"hello world", b"\x89PNG\r\n\x1a\n" + b"\x00" * 50,
-                                  b"\xff\xd8\xff" + b"\x13" * 100, b"%PDF-1.4 ...", _png(8, 8)])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"hello world",
+        b"\x89PNG\r\n\x1a\n" + b"\x00" * 50,
+        b"\xff\xd8\xff" + b"\x13" * 100,
+        b"%PDF-1.4 ...",
+        _png(8, 8),
+    ],
+)
 def test_garbage_raises_invalid_image(data: bytes) -> None:
     with pytest.raises(InvalidImage) as exc:
         decode_image(data, CFG)

@@ -13,8 +13,12 @@ from kyc.mrz import CHARSET, DIGITS, LETTERS, build_mrz, char_value, check_digit
 TODAY = date(2024, 6, 1)
 name = st.text(alphabet=LETTERS, min_size=1, max_size=10)
 alnum = st.text(alphabet=LETTERS + DIGITS, min_size=1, max_size=9)
-yymmdd = st.dates(min_value=date(1930, 1, 1), max_value=date(2023, 12, 31)).map(lambda d: d.strftime("%y%m%d"))
-expiry = st.dates(min_value=date(2024, 6, 2), max_value=date(2060, 12, 31)).map(lambda d: d.strftime("%y%m%d"))
+yymmdd = st.dates(min_value=date(1930, 1, 1), max_value=date(2023, 12, 31)).map(
+    lambda d: d.strftime("%y%m%d")
+)
+expiry = st.dates(min_value=date(2024, 6, 2), max_value=date(2060, 12, 31)).map(
+    lambda d: d.strftime("%y%m%d")
+)
 
 
 @st.composite
@@ -60,7 +64,9 @@ def test_generated_mrz_parses_back(case: tuple[str, dict[str, str]]) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(mrz_values(), st.data())
-def test_single_corruption_is_detected_or_corrected(case: tuple[str, dict[str, str]], data: st.DataObject) -> None:
+def test_single_corruption_is_detected_or_corrected(
+    case: tuple[str, dict[str, str]], data: st.DataObject
+) -> None:
     fmt, v = case
     lines = build_mrz(fmt, v)
     li = data.draw(st.integers(0, len(lines) - 1))
@@ -68,10 +74,11 @@ def test_single_corruption_is_detected_or_corrected(case: tuple[str, dict[str, s
     old = lines[li][pos]
     # The 7-3-1 sum works modulo 10: swapping a character for one with the same value mod 10
     # (0/A/K/U, 1/B/L/V, ...) is invisible to every check digit, by design of ICAO 9303.
-    new = data.draw(st.sampled_from(CHARSET).filter(
-        lambda c: c != old and char_value(c) % 10 != char_value(old) % 10))
+    new = data.draw(
+        st.sampled_from(CHARSET).filter(lambda c: c != old and char_value(c) % 10 != char_value(old) % 10)
+    )
     corrupted = list(lines)
-    corrupted[li] = lines[li][:pos] + new + lines[li][pos + 1:]
+    corrupted[li] = lines[li][:pos] + new + lines[li][pos + 1 :]
     m = parse(corrupted, today=TODAY)
     assert m is not None
     clean = parse(lines, today=TODAY)
@@ -79,8 +86,11 @@ def test_single_corruption_is_detected_or_corrected(case: tuple[str, dict[str, s
     if m.valid and list(m.lines) != lines:
         # Accepted with different text: only allowed where no check digit covers the change
         # (names, issuer, sex, nationality) and then the changed field must differ visibly.
-        changed = {k for k in ("surname", "given_names", "issuer", "sex", "nationality", "document_code")
-                   if getattr(m, k) != getattr(clean, k)}
+        changed = {
+            k
+            for k in ("surname", "given_names", "issuer", "sex", "nationality", "document_code")
+            if getattr(m, k) != getattr(clean, k)
+        }
         # A check-digit repair is never silent: the positions it decided are reported.
         assert changed or m.guessed_positions, "corruption accepted silently with different fields"
     if m.valid and not m.guessed_positions:
