@@ -49,7 +49,8 @@ bench-train: setup  ## Features + XGBoost (plain and Ray Train) on the generated
 	@test -f $(BENCH_DATA)/manifest.json || $(VENV)/bin/vigil generate --users 50000 --transactions 5000000 --seed 7 --out $(BENCH_DATA)
 	@$(PY) benchmarks/bench_train.py --dataset $(BENCH_DATA)
 
-bench-serve: setup  ## Load test of the Serve graph vs the uvicorn baseline.
+bench-serve: setup  ## Load test (wrk, loopback) of the Serve graph vs the one-process uvicorn baseline.
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	@$(PY) benchmarks/bench_serve.py
 
 bench-kyc: setup  ## One full KYC submission, p50/p95, and liveness APCER/BPCER.

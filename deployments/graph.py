@@ -56,7 +56,7 @@ class _ModelHolder:
                 f"({len(model.feature_names)} features), serving computes {FEATURE_VERSION!r} "
                 f"({len(FEATURE_NAMES)}): refusing to load it"
             )
-        self.model = model  # swapped in one assignment: in-flight batches keep the old object
+        self.model = model.single_threaded()  # one assignment: in-flight batches keep the old model
 
     @property
     def version(self) -> str:
@@ -78,20 +78,24 @@ class SupervisedScorer:
     def __init__(self, model_name: str, tracking_uri: str | None = None) -> None:
         self.holder = _ModelHolder(model_name, tracking_uri)
         self.holder.load(None)
+        self.explain_above = 0.5
 
     def reconfigure(self, config: dict[str, Any]) -> None:
+        """``{model_version: "7", explain_above: 0.5}``: contributions are computed only for scores
+        at or above ``explain_above`` (keep it at the policy's ``fraud_review``)."""
         self.holder.load(config.get("model_version"))
+        self.explain_above = float(config.get("explain_above", 0.5))
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.001)
     async def score(
         self, matrices: list[np.ndarray]
-    ) -> list[tuple[np.ndarray, list[list[tuple[str, float]]] | None, str]]:
+    ) -> list[tuple[np.ndarray, list[list[tuple[str, float]] | None] | None, str]]:
         model, version = self.holder.model, self.holder.version
         assert model is not None
         sizes = [len(m) for m in matrices]
         frame = self.holder.frame(np.vstack(matrices))
         scores = model.predict_proba(frame)
-        contributions = model.explain(frame, k=3)
+        contributions = model.explain_where(frame, scores, above=self.explain_above, k=3)
         out = []
         start = 0
         for size in sizes:

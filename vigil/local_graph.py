@@ -46,13 +46,15 @@ class LocalGraph:
         anomaly: LoadedModel | None,
         rules: RuleSet | None = None,
         blacklist: Blacklist | None = None,
+        explain_above: float = 0.5,
     ) -> None:
         for model in (supervised, anomaly):
             if model is not None:
                 check_model(model)
         self.shard = VelocityShard(0, 1, database_url)
-        self.supervised = supervised
+        self.supervised = supervised.single_threaded() if supervised else None
         self.anomaly = anomaly
+        self.explain_above = explain_above
         self.rules = rules or RuleSet.default()
         self.blacklist = blacklist or Blacklist()
 
@@ -76,7 +78,11 @@ class LocalGraph:
             at=[e.created_at for e in events],  # type: ignore[misc]
         )
         fraud: Any = self.supervised.predict_proba(frame) if self.supervised else [None] * len(rows)
-        contributions = self.supervised.explain(frame, k=3) if self.supervised else None
+        contributions = (
+            self.supervised.explain_where(frame, fraud, above=self.explain_above, k=3)
+            if self.supervised
+            else None
+        )
         anomaly: Any = self.anomaly.predict_proba(frame) if self.anomaly else [None] * len(rows)
         return [
             Scored(

@@ -103,3 +103,22 @@ def test_bundle_without_mlflow(tmp_path: Path, data: tuple[FeatureMatrix, Featur
     registry.save_bundle(det, tmp_path / "b", feature_version="v9")
     loaded = registry.load_bundle(tmp_path / "b")
     assert loaded.feature_version == "v9" and loaded.feature_names == train.feature_names
+
+
+def test_explain_where_explains_only_rows_at_the_threshold(
+    tmp_path: Path, data: tuple[FeatureMatrix, FeatureMatrix]
+) -> None:
+    train, cal = data
+    model = train_supervised("xgboost", train, cal, params={"num_boost_round": 20}, nthread=1)
+    registry.save_bundle(model, tmp_path / "m", feature_version="v1")
+    loaded = registry.load_bundle(tmp_path / "m").single_threaded()
+    X = cal.X.iloc[:200]
+    scores = loaded.predict_proba(X)
+    above = float(np.quantile(scores, 0.9))
+    explained = loaded.explain_where(X, scores, above=above, k=2)
+    assert explained is not None and len(explained) == len(X)
+    full = loaded.explain(X, k=2)
+    assert full is not None
+    for score, got, want in zip(scores, explained, full, strict=True):
+        assert got == (want if score >= above else None)
+    assert sum(e is not None for e in explained) == int((scores >= above).sum()) > 0
