@@ -8,7 +8,7 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -391,7 +391,9 @@ def replay_cmd(
     concurrency: Annotated[int, typer.Option(min=1, max=256, help="Requests in flight.")] = 16,
     after: Annotated[
         str | None,
-        typer.Option(help="Only transactions after this time (ISO); default: the last day of the data."),
+        typer.Option(
+            help="Only transactions from this time on (ISO); default: the last day, which `vigil up` holds back."
+        ),
     ] = None,
     url: Annotated[str | None, typer.Option(help="Base URL; default: this machine's `vigil up`.")] = None,
     api_key: Annotated[
@@ -411,14 +413,14 @@ def replay_cmd(
         typer.echo(f"error: no dataset in {source} (run `vigil generate` or `vigil up` first)", err=True)
         raise typer.Exit(2)
     if after is None:
-        last = pd.read_parquet(source / "transactions.parquet", columns=["created_at"])["created_at"].max()
-        start = last - pd.Timedelta(days=1)
+        start = _demo_cutoff(source)
     else:
         start = pd.Timestamp(after, tz="UTC") if pd.Timestamp(after).tzinfo is None else pd.Timestamp(after)
     key = api_key or load_key_store(settings.home).dev_key
     if not key:
         typer.echo("error: pass --api-key (VIGIL_API_KEYS is set, so there is no dev key)", err=True)
         raise typer.Exit(2)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     bodies = dataset_requests(source, after=start, limit=limit)
     base = url or f"http://{settings.http_host}:{settings.http_port}"
     typer.echo(f"replaying {len(bodies):,} transactions after {start} to {base} at {rate or 'max'}/s")
@@ -441,10 +443,12 @@ def replay_cmd(
 
 
 DEMO_USERS, DEMO_TRANSACTIONS = 2_000, 100_000
+#: The demo's last day is not loaded: `vigil replay` sends it as new traffic.
+DEMO_HOLDOUT_DAYS = 1
 
 
 def _ensure_demo_data(settings: Settings) -> None:
-    """Load the small demo dataset when the database has no users yet (a fresh `make run`)."""
+    """Load the demo history when the database has no users yet (a fresh `make run`)."""
     from vigil.db.engine import create_engine, session_factory
     from vigil.db.models import User
     from vigil.db.repository import count_rows
@@ -459,7 +463,7 @@ def _ensure_demo_data(settings: Settings) -> None:
 
     if asyncio.run(users()) > 0:
         return
-    _load(_demo_dataset(settings), settings)
+    _load(_demo_history(settings), settings)
 
 
 def _demo_dataset(settings: Settings) -> Path:
@@ -472,8 +476,28 @@ def _demo_dataset(settings: Settings) -> Path:
     return out
 
 
+def _demo_cutoff(data: Path) -> Any:
+    import pandas as pd
+
+    return pd.read_parquet(data / "transactions.parquet", columns=["created_at"])[
+        "created_at"
+    ].max() - pd.Timedelta(days=DEMO_HOLDOUT_DAYS)
+
+
+def _demo_history(settings: Settings) -> Path:
+    """The demo dataset without its last day: what the database and the models start from. The
+    held-back day is what `vigil replay` sends as new traffic."""
+    history = settings.home / "demo-history"
+    if not (history / "transactions.parquet").exists():
+        from training.generate import split_at
+
+        data = _demo_dataset(settings)
+        split_at(data, history, _demo_cutoff(data))
+    return history
+
+
 def _ensure_champion(settings: Settings) -> None:
-    """Train and promote small default models on the demo dataset when the registry has none."""
+    """Train and promote small default models on the demo history when the registry has none."""
     from vigil.registry import list_models
 
     champions = {m.name for m in list_models(tracking_uri=settings.tracking_uri) if "champion" in m.aliases}
@@ -484,7 +508,7 @@ def _ensure_champion(settings: Settings) -> None:
 
     typer.echo("no champion model in the registry: training the default models on the demo dataset")
     result = train_and_promote(
-        matrix_from_dataset(_demo_dataset(settings)),
+        matrix_from_dataset(_demo_history(settings)),
         tracking_uri=settings.tracking_uri,
         run_dir=settings.home / "runs",
     )

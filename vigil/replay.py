@@ -45,13 +45,13 @@ class ReplaySummary:
 def dataset_requests(
     data_dir: Path, *, after: pd.Timestamp | None = None, limit: int | None = None
 ) -> list[dict[str, Any]]:
-    """Request bodies from a `vigil generate` directory, oldest first (``after``: only later rows).
+    """Request bodies from a `vigil generate` directory, oldest first (``after``: from then on).
 
     Idempotency keys are ``replay-<transaction_id>``, so replaying the same rows twice is safe.
     """
     tx = pq.read_table(data_dir / "transactions.parquet").to_pandas()
     if after is not None:
-        tx = tx[tx["created_at"] > after]
+        tx = tx[tx["created_at"] >= after]
     tx = tx.sort_values(["created_at", "transaction_id"], kind="stable")
     if limit is not None:
         tx = tx.head(limit)

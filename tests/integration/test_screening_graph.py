@@ -19,8 +19,6 @@ from typing import Any
 
 import httpx
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from vigil.replay import ReplaySummary, request_body
@@ -52,28 +50,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _split(source: Path, target: Path, cutoff: pd.Timestamp) -> pd.DataFrame:
-    """Copy the dataset with only transactions (and labels known) before ``cutoff``; return the rest."""
-    target.mkdir()
-    tx = pq.read_table(source / "transactions.parquet")
-    frame = tx.to_pandas()
-    early = frame["created_at"] < cutoff
-    pq.write_table(
-        pa.Table.from_pandas(frame[early], schema=tx.schema, preserve_index=False),
-        target / "transactions.parquet",
-    )
-    labels = pq.read_table(source / "fraud_labels.parquet")
-    lab = labels.to_pandas()
-    keep = lab["transaction_id"].isin(frame.loc[early, "transaction_id"]) & (lab["labeled_at"] < cutoff)
-    pq.write_table(
-        pa.Table.from_pandas(lab[keep], schema=labels.schema, preserve_index=False),
-        target / "fraud_labels.parquet",
-    )
-    for name in ("users", "accounts", "merchants", "devices", "device_ip_history", "blacklist_entries"):
-        (target / f"{name}.parquet").write_bytes((source / f"{name}.parquet").read_bytes())
-    return frame[~early].sort_values(["created_at", "transaction_id"])
-
-
 @pytest.fixture(scope="module")
 def live(postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     import ray
@@ -81,7 +57,7 @@ def live(postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFac
 
     from deployments.launch import deploy, load_serve_config, start_local_ray
     from training.dataset import matrix_from_dataset
-    from training.generate import GenerateConfig, generate
+    from training.generate import GenerateConfig, generate, split_at
     from training.pipeline import train_and_promote
     from vigil.db.bulk import bulk_load
     from vigil.db.migrate import upgrade
@@ -89,9 +65,10 @@ def live(postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFac
 
     root = tmp_path_factory.mktemp("graph")
     generate(GenerateConfig(users=600, transactions=60_000, seed=11), root / "full", progress=False)
-    tx = pd.read_parquet(root / "full" / "transactions.parquet", columns=["created_at"])
-    cutoff = tx["created_at"].max() - pd.Timedelta(days=2)
-    later = _split(root / "full", root / "early", cutoff)
+    tx_all = pd.read_parquet(root / "full" / "transactions.parquet")
+    cutoff = tx_all["created_at"].max() - pd.Timedelta(days=2)
+    split_at(root / "full", root / "early", cutoff)
+    later = tx_all[tx_all["created_at"] >= cutoff].sort_values(["created_at", "transaction_id"])
     labels = pd.read_parquet(root / "full" / "fraud_labels.parquet")
     fraud = labels[labels["transaction_id"].isin(later["transaction_id"])][["transaction_id", "fraud_type"]]
 

@@ -5,7 +5,7 @@ See :mod:`.core` for the pipeline, :mod:`.fraud` for the fraud scenarios and
 """
 
 from .config import DEFAULT_FRAUD_MIX, FRAUD_TYPES, USERS_PER_BLOCK, GenerateConfig
-from .core import MANIFEST, DataQualityError, GenerateSummary, generate
+from .core import MANIFEST, DataQualityError, GenerateSummary, generate, split_at
 from .schema import SCHEMAS, TABLES
 
 __all__ = [
@@ -19,4 +19,5 @@ __all__ = [
     "GenerateConfig",
     "GenerateSummary",
     "generate",
+    "split_at",
 ]

@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -372,3 +372,28 @@ def generate(config: GenerateConfig, out_dir: Path, progress: bool = True) -> Ge
         seconds=time.perf_counter() - started,
         quality=report,
     )
+
+
+def split_at(source: Path, target: Path, cutoff: Any) -> int:
+    """Copy a generated dataset into ``target`` keeping only the transactions before ``cutoff``
+    (and the labels known before it); every other table is copied whole. Returns the number of
+    transactions held back: what a replay can then send as new traffic."""
+    target.mkdir(parents=True, exist_ok=True)
+    tx_table = pq.read_table(source / "transactions.parquet")
+    tx = tx_table.to_pandas()
+    early = (tx["created_at"] < cutoff).to_numpy()
+    pq.write_table(
+        pa.Table.from_pandas(tx[early], schema=tx_table.schema, preserve_index=False),
+        target / "transactions.parquet",
+    )
+    labels_table = pq.read_table(source / "fraud_labels.parquet")
+    labels = labels_table.to_pandas()
+    known = labels["transaction_id"].isin(tx.loc[early, "transaction_id"]) & (labels["labeled_at"] < cutoff)
+    pq.write_table(
+        pa.Table.from_pandas(labels[known.to_numpy()], schema=labels_table.schema, preserve_index=False),
+        target / "fraud_labels.parquet",
+    )
+    for path in source.glob("*.parquet"):
+        if path.name not in {"transactions.parquet", "fraud_labels.parquet"}:
+            (target / path.name).write_bytes(path.read_bytes())
+    return int((~early).sum())
