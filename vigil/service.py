@@ -123,10 +123,6 @@ class VigilService:
         async with session_scope(self.sessions) as session:
             return await repo.create_device(session, data=data)
 
-    async def record_transaction(self, data: TransactionCreate, *, received_at: datetime) -> Transaction:
-        async with session_scope(self.sessions) as session:
-            return await repo.record_transaction(session, data=data, received_at=received_at)
-
     async def get_transaction(self, transaction_id: int) -> Transaction:
         async with self.sessions() as session:
             return await repo.get_transaction(session, transaction_id=transaction_id)

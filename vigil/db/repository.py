@@ -100,21 +100,9 @@ async def record_transaction(
     if existing is not None:
         assert existing.transaction_id is not None
         raise DuplicateIdempotencyKey(data.idempotency_key, existing.transaction_id)
-    account = await session.get(Account, data.account_id)
-    if await session.get(User, data.user_id) is None:
-        raise UnknownReference(f"user {data.user_id} does not exist")
-    if account is None:
-        raise UnknownReference(f"account {data.account_id} does not exist")
-    if account.user_id != data.user_id:
-        raise UnknownReference(f"account {data.account_id} does not belong to user {data.user_id}")
-    if account.currency != data.currency:
-        raise UnknownReference(
-            f"account {data.account_id} is in {account.currency}, the transaction in {data.currency}"
-        )
-    if await session.get(Merchant, data.merchant_id) is None:
-        raise UnknownReference(f"merchant {data.merchant_id} does not exist")
-    if data.device_id is not None and await session.get(Device, data.device_id) is None:
-        raise UnknownReference(f"device {data.device_id} does not exist")
+    bad = await missing_references(session, items=[data])
+    if bad:
+        raise UnknownReference(bad[0])
     tx = Transaction(
         **data.model_dump(exclude={"created_at"}), created_at=data.created_at or received_at or _now()
     )
@@ -124,18 +112,19 @@ async def record_transaction(
     except IntegrityError as exc:
         # A concurrent request with the same key won the race between our check and insert.
         raise Conflict(f"idempotency key {data.idempotency_key!r} is being used concurrently") from exc
-    if data.device_id is not None and data.ip is not None:
-        session.add(
-            DeviceIpHistory(
-                device_id=data.device_id,
-                user_id=data.user_id,
-                ip=data.ip,
-                country=data.country,
-                seen_at=tx.created_at,
-            )
-        )
+    if (seen := _ip_history(data, tx.created_at)) is not None:
+        session.add(seen)
         await session.flush()
     return tx
+
+
+def _ip_history(data: TransactionCreate, seen_at: datetime) -> DeviceIpHistory | None:
+    """The device/IP sighting a transaction records (answers "this device's / IP's users")."""
+    if data.device_id is None or data.ip is None:
+        return None
+    return DeviceIpHistory(
+        device_id=data.device_id, user_id=data.user_id, ip=data.ip, country=data.country, seen_at=seen_at
+    )
 
 
 async def get_transaction(session: AsyncSession, *, transaction_id: int) -> Transaction:
@@ -292,16 +281,8 @@ async def record_decided(
     for tx, (data, _received, decision) in zip(txs, items, strict=True):
         assert tx.transaction_id is not None
         decision.transaction_id = tx.transaction_id
-        if data.device_id is not None and data.ip is not None:
-            history.append(
-                DeviceIpHistory(
-                    device_id=data.device_id,
-                    user_id=data.user_id,
-                    ip=data.ip,
-                    country=data.country,
-                    seen_at=tx.created_at,
-                )
-            )
+        if (seen := _ip_history(data, tx.created_at)) is not None:
+            history.append(seen)
         if decision.outcome in review_outcomes:
             cases.append(ReviewCase(transaction_id=tx.transaction_id, created_at=decision.decided_at))
         if decision.outcome in {"review", "block"}:
