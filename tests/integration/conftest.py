@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -35,6 +36,22 @@ async def _pg_admin(sql: str) -> None:
         await conn.execute(sql)
     finally:
         await conn.close()
+
+
+@pytest.fixture(scope="session")
+def fresh_postgres_database(postgres_url: str) -> Callable[[str], Iterator[str]]:
+    """A factory for more fresh databases on the same server: ``with ...(prefix) as url``."""
+
+    @contextmanager
+    def make(prefix: str) -> Iterator[str]:
+        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+        try:
+            yield postgres_url.rpartition("/")[0] + f"/{name}"
+        finally:
+            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    return make  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="session")
@@ -69,11 +86,8 @@ def empty_database_url(
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'vigil.db'}"
         return
-    admin_url: str = request.getfixturevalue("postgres_url")
-    name = f"vigil_t_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    yield admin_url.rpartition("/")[0] + f"/{name}"
-    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with request.getfixturevalue("fresh_postgres_database")("vigil_t") as url:
+        yield url
 
 
 @pytest.fixture

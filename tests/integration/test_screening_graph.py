@@ -8,6 +8,7 @@ through the live Serve application (as a client would: idempotency keys, retries
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import uuid
@@ -51,7 +52,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def live(postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+def live(
+    fresh_postgres_database: Any, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Live]:
     import ray
     from ray import serve
 
@@ -72,8 +75,8 @@ def live(postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFac
     labels = pd.read_parquet(root / "full" / "fraud_labels.parquet")
     fraud = labels[labels["transaction_id"].isin(later["transaction_id"])][["transaction_id", "fraud_type"]]
 
-    database_url = postgres_url.rsplit("/", 1)[0] + f"/vigil_graph_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_create_db(database_url))
+    cleanup = contextlib.ExitStack()
+    database_url = cleanup.enter_context(fresh_postgres_database("vigil_graph"))
     upgrade(database_url)
     asyncio.run(bulk_load(database_url, root / "early", progress=False))
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -106,29 +109,7 @@ def live(postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFac
         serve.shutdown()
         ray.shutdown()
         os.environ.pop("VIGIL_API_KEYS", None)
-        asyncio.run(_drop_db(database_url))
-
-
-async def _create_db(url: str) -> None:
-    import asyncpg
-
-    base, name = url.replace("+asyncpg", "").rsplit("/", 1)
-    conn = await asyncpg.connect(base + "/postgres")
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
-async def _drop_db(url: str) -> None:
-    import asyncpg
-
-    base, name = url.replace("+asyncpg", "").rsplit("/", 1)
-    conn = await asyncpg.connect(base + "/postgres")
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+        cleanup.close()
 
 
 async def _scalar(url: str, sql: str) -> Any:
