@@ -7,7 +7,6 @@ a 2-core box cannot spare); ``VIGIL_RAY_ADDRESS`` joins an existing cluster inst
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
@@ -16,59 +15,23 @@ from typing import Any
 
 import yaml
 
+from vigil.infra.ray_local import init_loopback_ray
 from vigil.settings import Settings
 
 log = logging.getLogger("vigil.launch")
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def start_local_ray(*, num_cpus: int | None = None, host: str = "127.0.0.1") -> None:
-    """Start a local Ray whose every server listens on ``host`` (loopback by default).
-
-    Ray 2.60 rewrites a loopback ``node_ip_address`` to the address of the machine's outbound
-    interface (``services.resolve_ip_for_localhost``) and then binds its gRPC servers there,
-    reachable from the network. Keeping the loopback address as given makes GCS, raylet, the
-    workers and the agents listen on 127.0.0.1 only (checked by the integration tests).
-    """
-    import ray
-    import ray._private.services as services
-
-    runtime_env: dict[str, Any] = {}
-    if host in LOOPBACK:
-        services.resolve_ip_for_localhost = lambda address: address  # type: ignore[assignment]
-        # Inherited by every task and actor of this job, Serve's controller and replicas too.
-        runtime_env["worker_process_setup_hook"] = "deployments.launch.bind_serve_replicas_to_loopback"
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(
-        runtime_env=runtime_env,
-        _node_ip_address=host,
-        include_dashboard=False,
+    """A local Ray for Serve, on loopback only (see :mod:`vigil.infra.ray_local`)."""
+    init_loopback_ray(
         num_cpus=num_cpus,
+        host=host,
         namespace="serve",
         log_to_driver=True,
         configure_logging=True,
         logging_level=logging.WARNING,
     )
-
-
-def bind_serve_replicas_to_loopback() -> None:
-    """Worker setup hook: Serve replicas' inter-deployment gRPC server listens on loopback.
-
-    Ray Serve 2.60 hard-codes ``[::]:0`` (every interface) for that server in
-    ``replica.py``; on a local, loopback-only deployment nothing outside this machine may reach
-    it. Runs in every worker process of the application before any replica starts.
-    """
-    from ray.serve._private import replica
-
-    original = replica.add_port_to_grpc_server
-
-    def loopback(server: Any, address: str) -> int:
-        if address.startswith("[::]:"):
-            address = "127.0.0.1:" + address.rsplit(":", 1)[1]
-        return int(original(server, address))
-
-    replica.add_port_to_grpc_server = loopback
 
 
 def load_serve_config(path: Path, settings: Settings) -> Any:

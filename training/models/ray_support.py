@@ -19,9 +19,6 @@ def init_local_ray(num_cpus: int | None = None, address: str | None = None, **kw
     if address:
         ray.init(address=address, **kwargs)
         return
-    ray.init(
-        num_cpus=num_cpus or os.cpu_count() or 2,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        **kwargs,
-    )
+    from vigil.infra.ray_local import init_loopback_ray
+
+    init_loopback_ray(num_cpus=num_cpus or os.cpu_count() or 2, **kwargs)

@@ -1,4 +1,5 @@
-"""Real local Ray (loopback only): a small Ray Train XGBoost fit and a Ray Tune ASHA run of 4 trials."""
+"""Real local Ray (loopback only) on a small generated dataset's features: Ray Train XGBoost fits and a
+Ray Tune ASHA run of 4 trials, then train, evaluate, register and load the champion."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from training.models.data import FeatureMatrix, make_synthetic_matrix
+from training.models.data import FeatureMatrix
 
 pytestmark = [
     pytest.mark.integration,
@@ -24,8 +25,11 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    import ray
+
+    from vigil.infra.ray_local import init_loopback_ray
+
+    init_loopback_ray(num_cpus=2, log_to_driver=False)
     try:
         yield
     finally:
@@ -33,8 +37,14 @@ def local_ray() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def matrix() -> FeatureMatrix:
-    return make_synthetic_matrix(8000, 12, fraud_rate=0.05, days=60, seed=3)
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> FeatureMatrix:
+    """A small generated dataset through the real offline features: the whole pipeline."""
+    from training.dataset import matrix_from_dataset
+    from training.generate import GenerateConfig, generate
+
+    out = tmp_path_factory.mktemp("data")
+    generate(GenerateConfig(users=300, transactions=20_000, seed=3), out, progress=False)
+    return matrix_from_dataset(out)
 
 
 def test_ray_train_xgboost_matches_plain(local_ray: None, matrix: FeatureMatrix, tmp_path: Path) -> None:
