@@ -1,7 +1,7 @@
 """``build_app(args)``: the one typed composition of Vigil's Serve application.
 
-``ray_config.yaml`` names ``deployments.app:build_app`` as its import path; ``serve run
-ray_config.yaml`` and ``vigil up`` both deploy it. Arguments not given in the config come from
+``ray_config.yaml`` names ``deployments.app:build_app`` as its import path; ``vigil up`` deploys
+it (``serve run`` / ``serve deploy`` accept the same file). Arguments not given in the config come from
 the environment (:class:`vigil.settings.Settings`), read when the app is built, not at import.
 (No ``from __future__ import annotations`` here: Serve reads the ``AppArgs`` annotation at run time.)
 
