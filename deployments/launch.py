@@ -21,7 +21,6 @@ from vigil.settings import Settings
 log = logging.getLogger("vigil.launch")
 
 
-
 def start_local_ray(*, num_cpus: int | None = None, host: str = "127.0.0.1") -> None:
     """A local Ray for Serve, on loopback only (see :mod:`vigil.infra.ray_local`)."""
     init_loopback_ray(
