@@ -68,13 +68,8 @@ class Ingress:
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """``user_config``: ``{policy: {fraud_review: 0.5, ...}, batch: {max_batch: 64, ...}}``."""
-        policy = DecisionPolicy.from_config(config.get("policy"))
-        batch = config.get("batch") or {}
-        self.service.attach_screening(
-            self.graph,
-            policy,
-            self.service.screener.events if self.service.screener else None,
-            **{k: batch[k] for k in ("max_batch", "max_wait_s", "max_concurrency") if k in batch},
+        self.service.configure_screening(
+            DecisionPolicy.from_config(config.get("policy")), **(config.get("batch") or {})
         )
 
     async def _verify_kyc(self, selfie_frames: list[bytes], document: bytes, today: date) -> dict[str, Any]:

@@ -32,17 +32,23 @@ class MicroBatcher(Generic[In, Out]):
         max_wait_s: float = 0.003,
         max_concurrency: int = 4,
     ) -> None:
-        if max_batch < 1 or max_wait_s < 0 or max_concurrency < 1:
-            raise ValueError("need max_batch >= 1, max_wait_s >= 0, max_concurrency >= 1")
         self.handler = handler
-        self.max_batch = max_batch
-        self.max_wait_s = max_wait_s
         self._queue: asyncio.Queue[tuple[In, asyncio.Future[Out]]] | None = None
-        self._slots = asyncio.Semaphore(max_concurrency)
+        self.configure(max_batch=max_batch, max_wait_s=max_wait_s, max_concurrency=max_concurrency)
         self._worker: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self.batches = 0
         self.items = 0
+
+    def configure(self, *, max_batch: int, max_wait_s: float, max_concurrency: int) -> None:
+        """Change the limits in place (a Serve ``reconfigure``); batches in flight finish as they are."""
+        if max_batch < 1 or max_wait_s < 0 or max_concurrency < 1:
+            raise ValueError("need max_batch >= 1, max_wait_s >= 0, max_concurrency >= 1")
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        if getattr(self, "max_concurrency", None) != max_concurrency:
+            self.max_concurrency = max_concurrency
+            self._slots = asyncio.Semaphore(max_concurrency)
 
     async def submit(self, item: In) -> Out:
         loop = asyncio.get_running_loop()
@@ -69,12 +75,13 @@ class MicroBatcher(Generic[In, Out]):
                     batch.append(await asyncio.wait_for(queue.get(), timeout))
                 except TimeoutError:
                     break
-            await self._slots.acquire()
-            task = loop.create_task(self._dispatch(batch))
+            slots = self._slots  # released by the dispatch even if configure() swaps it meanwhile
+            await slots.acquire()
+            task = loop.create_task(self._dispatch(batch, slots))
             self._inflight.add(task)  # the loop keeps only weak references to tasks
             task.add_done_callback(self._inflight.discard)
 
-    async def _dispatch(self, batch: list[tuple[In, asyncio.Future[Out]]]) -> None:
+    async def _dispatch(self, batch: list[tuple[In, asyncio.Future[Out]]], slots: asyncio.Semaphore) -> None:
         try:
             self.batches += 1
             self.items += len(batch)
@@ -95,4 +102,4 @@ class MicroBatcher(Generic[In, Out]):
                 else:
                     future.set_result(result)
         finally:
-            self._slots.release()
+            slots.release()

@@ -84,6 +84,25 @@ class VigilService:
             self.screener.screen, max_batch=max_batch, max_wait_s=max_wait_s, max_concurrency=max_concurrency
         )
 
+    def configure_screening(
+        self,
+        policy: DecisionPolicy,
+        *,
+        max_batch: int | None = None,
+        max_wait_s: float | None = None,
+        max_concurrency: int | None = None,
+    ) -> None:
+        """Swap the policy and any given batch limit of the attached screening, in place."""
+        if self.screener is None or self._batcher is None:
+            raise RuntimeError("attach_screening() first")
+        batcher = self._batcher
+        self.screener.policy = policy
+        batcher.configure(
+            max_batch=batcher.max_batch if max_batch is None else max_batch,
+            max_wait_s=batcher.max_wait_s if max_wait_s is None else max_wait_s,
+            max_concurrency=batcher.max_concurrency if max_concurrency is None else max_concurrency,
+        )
+
     async def screen(self, data: TransactionCreate, *, received_at: datetime) -> ScreenResult:
         """Screen one transaction (batched with concurrent callers); raises the item's VigilError."""
         if self._batcher is None:

@@ -54,3 +54,20 @@ def test_bad_settings_are_refused() -> None:
 
     with pytest.raises(ValueError, match="max_batch"):
         MicroBatcher(handler, max_batch=0)
+
+
+async def test_configure_changes_limits_in_place_and_keeps_serving() -> None:
+    seen: list[int] = []
+
+    async def handler(items: list[int]) -> list[int]:
+        seen.append(len(items))
+        return items
+
+    batcher = MicroBatcher(handler, max_batch=8, max_wait_s=0.01, max_concurrency=2)
+    assert await asyncio.gather(*(batcher.submit(i) for i in range(8))) == list(range(8))
+    batcher.configure(max_batch=2, max_wait_s=0.01, max_concurrency=1)
+    seen.clear()
+    assert await asyncio.gather(*(batcher.submit(i) for i in range(6))) == list(range(6))
+    assert max(seen) <= 2
+    with pytest.raises(ValueError, match="max_batch"):
+        batcher.configure(max_batch=0, max_wait_s=0.01, max_concurrency=1)
