@@ -65,9 +65,24 @@ class MicroBatcher(Generic[In, Out]):
         queue = self._queue
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await queue.get()]
+            # A free slot first, then the batch: while every slot is busy, arrivals queue up
+            # and the next batch takes all of them (batches grow with load).
+            slots = self._slots  # released by the dispatch even if configure() swaps it meanwhile
+            await slots.acquire()
+            try:
+                batch = [await queue.get()]
+            except BaseException:
+                slots.release()
+                raise
             deadline = loop.time() + self.max_wait_s
             while len(batch) < self.max_batch:
+                # What is queued already is taken at once: one loop turn per item would let a
+                # busy loop run past the deadline after one or two items.
+                try:
+                    batch.append(queue.get_nowait())
+                    continue
+                except asyncio.QueueEmpty:
+                    pass
                 timeout = deadline - loop.time()
                 if timeout <= 0:
                     break
@@ -75,8 +90,6 @@ class MicroBatcher(Generic[In, Out]):
                     batch.append(await asyncio.wait_for(queue.get(), timeout))
                 except TimeoutError:
                     break
-            slots = self._slots  # released by the dispatch even if configure() swaps it meanwhile
-            await slots.acquire()
             task = loop.create_task(self._dispatch(batch, slots))
             self._inflight.add(task)  # the loop keeps only weak references to tasks
             task.add_done_callback(self._inflight.discard)

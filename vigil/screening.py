@@ -16,6 +16,8 @@ Order of effects for each transaction (an acknowledged decision is never lost):
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -83,11 +85,10 @@ class ScreenResult(BaseModel):
     replayed: bool = False
 
     @classmethod
-    def of(cls, tx: Transaction, decision: Decision, *, replayed: bool) -> ScreenResult:
-        assert tx.transaction_id is not None
+    def of(cls, idempotency_key: str, decision: Decision, *, replayed: bool) -> ScreenResult:
         return cls(
-            transaction_id=tx.transaction_id,
-            idempotency_key=tx.idempotency_key,
+            transaction_id=decision.transaction_id,
+            idempotency_key=idempotency_key,
             outcome=decision.outcome,
             fraud_score=decision.fraud_score,
             anomaly_score=decision.anomaly_score,
@@ -145,17 +146,29 @@ class Screener:
     """Screens batches; one per ingress replica (or per baseline process)."""
 
     def __init__(
-        self, sessions: Any, graph: ScoringGraph, policy: DecisionPolicy, events: EventSink | None = None
+        self,
+        sessions: Any,
+        graph: ScoringGraph,
+        policy: DecisionPolicy,
+        events: EventSink | None = None,
+        *,
+        single_writer: bool = False,
     ) -> None:
         self.sessions = sessions
         self.graph = graph
         self.policy = policy
         self.events = events
+        # SQLite has one writer at a time: concurrent batches' write transactions would meet in
+        # its busy handler, which sleeps 1-100 ms per retry. Queueing them here costs nothing.
+        self._write_lock: asyncio.Lock | contextlib.nullcontext[None] = (
+            asyncio.Lock() if single_writer else contextlib.nullcontext()
+        )
 
     async def screen(
         self, batch: Sequence[tuple[TransactionCreate, datetime]]
     ) -> list[ScreenResult | VigilError]:
         started = time.perf_counter()
+        metrics.BATCH_SIZE.observe(len(batch))
         results: list[ScreenResult | VigilError | None] = [None] * len(batch)
         first_of_key: dict[str, int] = {}
         for index, (data, _) in enumerate(batch):
@@ -203,7 +216,7 @@ class Screener:
             from vigil.errors import Conflict
 
             return Conflict(f"transaction {tx.transaction_id} was recorded without screening")
-        return ScreenResult.of(tx, decision, replayed=True)
+        return ScreenResult.of(tx.idempotency_key, decision, replayed=True)
 
     async def _decide(
         self,
@@ -258,10 +271,10 @@ class Screener:
             _observe(s, decision)
         persist_started = time.perf_counter()
         try:
-            async with session_scope(self.sessions) as session:
-                rows = await repo.record_decided(session, items=decided)
-            for index, (tx, decision) in zip(todo, rows, strict=True):
-                results[index] = ScreenResult.of(tx, decision, replayed=False)
+            async with self._write_lock, session_scope(self.sessions) as session:
+                await repo.record_decided(session, items=decided)
+            for index, (data, _, decision) in zip(todo, decided, strict=True):
+                results[index] = ScreenResult.of(data.idempotency_key, decision, replayed=False)
         except IntegrityError:
             # Another replica stored one of these keys between our check and insert: store
             # one by one, answering the losers from what the winner stored.
@@ -277,9 +290,9 @@ class Screener:
     ) -> ScreenResult | VigilError:
         data = item[0]
         try:
-            async with session_scope(self.sessions) as session:
-                ((tx, decision),) = await repo.record_decided(session, items=[item])
-            return ScreenResult.of(tx, decision, replayed=False)
+            async with self._write_lock, session_scope(self.sessions) as session:
+                (decision,) = await repo.record_decided(session, items=[item])
+            return ScreenResult.of(data.idempotency_key, decision, replayed=False)
         except IntegrityError:
             async with self.sessions() as session:
                 stored = await repo.decisions_by_keys(session, keys=[data.idempotency_key])

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from vigil import metrics
 from vigil.batching import MicroBatcher
 from vigil.db import repository as repo
-from vigil.db.engine import create_engine, session_factory, session_scope
+from vigil.db.engine import create_engine, is_sqlite, session_factory, session_scope
 from vigil.db.models import (
     Account,
     Alert,
@@ -79,7 +79,9 @@ class VigilService:
         max_wait_s: float = 0.003,
         max_concurrency: int = 4,
     ) -> None:
-        self.screener = Screener(self.sessions, graph, policy, events)
+        self.screener = Screener(
+            self.sessions, graph, policy, events, single_writer=is_sqlite(self.database_url)
+        )
         self._batcher = MicroBatcher(
             self.screener.screen, max_batch=max_batch, max_wait_s=max_wait_s, max_concurrency=max_concurrency
         )

@@ -71,3 +71,25 @@ async def test_configure_changes_limits_in_place_and_keeps_serving() -> None:
     assert max(seen) <= 2
     with pytest.raises(ValueError, match="max_batch"):
         batcher.configure(max_batch=0, max_wait_s=0.01, max_concurrency=1)
+
+
+async def test_batches_grow_with_load_on_a_busy_loop() -> None:
+    """Items that queue while every slot is busy go out together in the next batch, even when
+    the loop is so busy that waiting one loop turn per item would overrun ``max_wait_s``."""
+    import time
+
+    seen: list[list[int]] = []
+
+    async def busy(items: list[int]) -> list[int]:
+        seen.append(items)
+        time.sleep(0.01)  # noqa: ASYNC251 - CPU work on the loop, as scoring does
+        await asyncio.sleep(0.005)
+        return items
+
+    batcher = MicroBatcher(busy, max_batch=64, max_wait_s=0.001, max_concurrency=1)
+    first = asyncio.ensure_future(batcher.submit(0))
+    await asyncio.sleep(0.002)  # the first batch (just item 0) is in flight now
+    rest = [asyncio.ensure_future(batcher.submit(i)) for i in range(1, 41)]
+    assert await asyncio.gather(first, *rest) == list(range(41))
+    assert seen[0] == [0]
+    assert seen[1] == list(range(1, 41))  # all queued items in one batch, in arrival order

@@ -33,6 +33,7 @@ __all__ = [
     "Detector",
     "IsolationForestDetector",
     "OneClassSVMDetector",
+    "PackedIsolationForest",
     "make_detector",
 ]
 
@@ -153,7 +154,70 @@ class IsolationForestDetector(Detector):
         ).fit(Z)
 
     def _score_scaled(self, Z: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model_.decision_function(Z))
+        if not np.isfinite(Z).all():  # never after _transform; PyOD refuses it with a clear error
+            return np.asarray(self.model_.decision_function(Z))
+        packed = self.__dict__.get("_packed")
+        if packed is None:
+            packed = self.__dict__["_packed"] = PackedIsolationForest(self.model_.detector_)
+        return packed.decision_function(Z)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_packed", None)  # derived from model_; rebuilt on first use
+        return state
+
+
+class PackedIsolationForest:
+    """A fitted scikit-learn ``IsolationForest`` as flat arrays, walked for all trees at once.
+
+    scikit-learn scores tree by tree (``tree.apply`` per estimator, through joblib): ~12 ms per
+    call whatever the number of rows, the largest cost of a serving micro-batch. Here every
+    tree's nodes are one array and a batch descends all trees together, one numpy step per level
+    (isolation trees are at most ``ceil(log2(max_samples))`` deep): ~0.1 ms for one row, ~0.5 ms
+    for 32. Returns PyOD's ``IForest.decision_function`` (higher = more anomalous); equal to it
+    up to float summation order (``tests/unit/training/test_models_anomaly.py``).
+    """
+
+    def __init__(self, forest: Any) -> None:
+        from sklearn.ensemble._iforest import _average_path_length
+
+        trees = [estimator.tree_ for estimator in forest.estimators_]
+        sizes = np.array([tree.node_count for tree in trees])
+        self.roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+        subsample = forest._max_features != forest.n_features_in_
+        left, right, feature, threshold, value = [], [], [], [], []
+        for t, (tree, root) in enumerate(zip(trees, self.roots, strict=True)):
+            own = np.arange(tree.node_count) + root
+            leaf = tree.children_left < 0
+            # A leaf points at itself, so the walk can run a fixed number of levels.
+            left.append(np.where(leaf, own, tree.children_left + root))
+            right.append(np.where(leaf, own, tree.children_right + root))
+            used = np.where(leaf, 0, tree.feature)
+            feature.append(np.asarray(forest.estimators_features_[t])[used] if subsample else used)
+            threshold.append(np.where(leaf, np.inf, tree.threshold))
+            # what scikit-learn adds per tree for a sample ending in this node
+            value.append(forest._decision_path_lengths[t] + forest._average_path_length_per_tree[t] - 1.0)
+        self.left = np.concatenate(left).astype(np.intp)
+        self.right = np.concatenate(right).astype(np.intp)
+        self.feature = np.concatenate(feature).astype(np.intp)
+        self.threshold = np.concatenate(threshold)
+        self.value = np.concatenate(value)
+        self.levels = max(tree.max_depth for tree in trees)
+        self.denominator = len(trees) * float(_average_path_length([forest._max_samples])[0])
+        self.offset = float(forest.offset_)
+
+    def decision_function(self, Z: np.ndarray) -> np.ndarray:
+        Z = np.asarray(Z, dtype=np.float32)  # scikit-learn compares float32 features
+        rows = np.arange(len(Z))[:, None]
+        nodes = np.broadcast_to(self.roots, (len(Z), len(self.roots)))
+        for _ in range(self.levels):
+            go_left = Z[rows, self.feature[nodes]] <= self.threshold[nodes]
+            nodes = np.where(go_left, self.left[nodes], self.right[nodes])
+        depths = self.value[nodes].sum(axis=1)
+        if self.denominator == 0:  # fitted on one sample: scikit-learn divides into ones, 2 ** -1
+            return np.full(len(Z), 0.5 + self.offset)
+        # scikit-learn: decision = -2 ** (-depth / denominator) - offset_; PyOD negates it
+        return np.asarray(2.0 ** (-depths / self.denominator) + self.offset, dtype=np.float64)
 
 
 class OneClassSVMDetector(Detector):

@@ -52,7 +52,10 @@ class Calibrator:
         if self.model_ is None:
             return np.asarray(raw, dtype=np.float64)
         if self.method == "isotonic":
-            return np.asarray(self.model_.predict(raw), dtype=np.float64)
+            # IsotonicRegression.predict with out_of_bounds="clip" is this linear interpolation
+            # between its thresholds (clamped at the ends), without ~0.3 ms of input checks.
+            model = self.model_
+            return np.interp(np.asarray(raw, dtype=np.float64), model.X_thresholds_, model.y_thresholds_)
         return np.asarray(self.model_.predict_proba(_logit(raw)[:, None])[:, 1], dtype=np.float64)
 
 
@@ -90,7 +93,11 @@ class SupervisedModel:
         """Uncalibrated score in [0, 1] (the estimator's own probability)."""
         check_columns(X, self.feature_names_)
         if self.algorithm == "xgboost":
-            return np.asarray(self.estimator.inplace_predict(X, validate_features=False), dtype=np.float64)
+            # float32 is what XGBoost compares anyway; a DataFrame costs ~3.5 ms more per call
+            values = X.to_numpy(dtype=np.float32)
+            return np.asarray(
+                self.estimator.inplace_predict(values, validate_features=False), dtype=np.float64
+            )
         if self.algorithm == "lightgbm":
             return np.asarray(self.estimator.predict(X.to_numpy(dtype=np.float32)), dtype=np.float64)
         return np.asarray(
@@ -107,7 +114,8 @@ class SupervisedModel:
         if self.algorithm == "xgboost":
             import xgboost as xgb
 
-            return np.asarray(self.estimator.predict(xgb.DMatrix(X), pred_contribs=True))
+            matrix = xgb.DMatrix(X.to_numpy(dtype=np.float32), nthread=1)  # columns checked above
+            return np.asarray(self.estimator.predict(matrix, pred_contribs=True, validate_features=False))
         if self.algorithm == "lightgbm":
             return np.asarray(self.estimator.predict(X.to_numpy(dtype=np.float32), pred_contrib=True))
         return None

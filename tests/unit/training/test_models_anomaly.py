@@ -117,3 +117,22 @@ def test_numpy_fit_names_columns() -> None:
     )
     assert det.feature_names == ("x0", "x1", "x2")
     assert det.predict_proba(pd.DataFrame(np.zeros((2, 3)), columns=["x0", "x1", "x2"])).shape == (2,)
+
+
+@pytest.mark.parametrize("max_samples", [1, 7, 256])
+def test_packed_isolation_forest_equals_pyod(data: FeatureMatrix, max_samples: int) -> None:
+    """The flattened all-trees walk that serving uses scores exactly like PyOD/scikit-learn
+    (to float summation order), on fitted rows, unseen rows, far tails and single rows."""
+    det = make_detector("isolation_forest", n_estimators=40, max_samples=max_samples, seed=3)
+    det.fit(data.X.iloc[:1500])
+    Z = det._transform(det._checked(pd.concat([data.X, data.X.fillna(0.0) * 50.0 - 7.0])))
+    reference = np.asarray(det.model_.decision_function(Z))  # type: ignore[attr-defined]
+    np.testing.assert_allclose(det._score_scaled(Z), reference, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(det._score_scaled(Z[:1]), reference[:1], rtol=0, atol=1e-12)
+    # the packed form is derived state: not pickled, rebuilt after loading
+    clone = pickle.loads(pickle.dumps(det))
+    assert "_packed" not in clone.__dict__
+    np.testing.assert_allclose(clone.decision_function(data.X), det.decision_function(data.X), atol=1e-12)
+    # a missing value (never left by _transform) takes scikit-learn's own path, which refuses it
+    with pytest.raises(ValueError, match="NaN"):
+        det._score_scaled(np.full((1, Z.shape[1]), np.nan, dtype=np.float32))

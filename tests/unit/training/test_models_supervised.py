@@ -85,6 +85,30 @@ def test_calibrator_on_miscalibrated_scores(method: str) -> None:
     assert np.all(np.diff(cal.transform(np.linspace(0, 0.45, 50))) >= -1e-12)
 
 
+def test_isotonic_transform_equals_scikit_learn() -> None:
+    """Serving interpolates the isotonic thresholds itself; it must equal IsotonicRegression's
+    predict, out-of-range scores (clipped) and ties included."""
+    rng = np.random.default_rng(1)
+    raw = np.round(rng.random(5_000), 3)  # ties
+    y = (rng.random(5_000) < raw * 0.3).astype(int)
+    cal = Calibrator("isotonic").fit(raw, y)
+    probe = np.r_[-1.0, 0.0, rng.random(2_000) * 1.2 - 0.1, 1.0, 2.0, raw[:50]]
+    np.testing.assert_allclose(cal.transform(probe), cal.model_.predict(probe), rtol=0, atol=1e-12)
+
+
+def test_xgboost_scores_equal_the_booster_on_a_dataframe(parts: tuple[FeatureMatrix, ...]) -> None:
+    """raw_score/contributions hand XGBoost float32 numpy (fast); same numbers as the DataFrame."""
+    import xgboost as xgb
+
+    model = train_supervised("xgboost", parts[0], parts[1], params=FAST["xgboost"], nthread=1)
+    X = parts[2].X.iloc[:64]
+    booster = model.estimator
+    np.testing.assert_array_equal(model.raw_score(X), booster.inplace_predict(X).astype(np.float64))
+    np.testing.assert_allclose(
+        model.contributions(X), booster.predict(xgb.DMatrix(X), pred_contribs=True), rtol=0, atol=1e-6
+    )
+
+
 def test_calibrator_needs_both_classes() -> None:
     with pytest.raises(ValueError, match="both classes"):
         Calibrator().fit(np.array([0.1, 0.2]), np.array([0, 0]))
