@@ -7,6 +7,7 @@ a 2-core box cannot spare); ``VIGIL_RAY_ADDRESS`` joins an existing cluster inst
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -33,15 +34,42 @@ def start_local_ray(*, num_cpus: int | None = None, host: str = "127.0.0.1") -> 
     )
 
 
-def load_serve_config(path: Path, settings: Settings) -> Any:
-    """Read the Serve config, with the HTTP host and port from the settings."""
+def direct_ingress(settings: Settings) -> bool:
+    """Serve's direct ingress on a local Ray (see :func:`direct_ingress_env`)."""
+    return settings.serve_direct_ingress and not settings.ray_address
+
+
+def direct_ingress_env(settings: Settings) -> dict[str, str]:
+    """Environment for a local Ray whose Ingress replica serves ``http_port`` itself.
+
+    Measured here (c=32, same graph): 51 req/s through Serve's HTTP proxy actor, 156 req/s
+    straight to the replica; the proxy cost ~9 ms of CPU per request, a hop per request before
+    the ingress can batch anything. ``RAY_SERVE_THROUGHPUT_OPTIMIZED`` turns on direct ingress
+    (plus gRPC between deployments and user code on the replica's event loop); the replica's
+    HTTP port range is pinned to exactly ``http_port``, so the one Ingress replica answers there
+    (a second replica on this node would find no port: scale out across nodes, cluster/README).
+    The replica binds ``http_host`` like the proxy does; the proxy itself moves to
+    ``http_port + 1``. Must be in the environment before Ray starts (its processes inherit it).
+    """
+    port = settings.http_port
+    return {
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(port),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(port + 1),  # exclusive
+    }
+
+
+def load_serve_config(path: Path, settings: Settings, *, direct: bool = False) -> Any:
+    """Read the Serve config, with the HTTP host and port from the settings. ``direct``: Ray was
+    started with :func:`direct_ingress_env`, so the Ingress replica answers ``http_port`` and
+    the proxy takes ``http_port + 1``."""
     from ray.serve.schema import ServeDeploySchema
 
     with path.open() as handle:
         raw = yaml.safe_load(handle)
     raw.setdefault("http_options", {})
     raw["http_options"]["host"] = settings.http_host
-    raw["http_options"]["port"] = settings.http_port
+    raw["http_options"]["port"] = settings.http_port + (1 if direct else 0)
     return ServeDeploySchema.model_validate(raw)
 
 
@@ -92,12 +120,15 @@ def run_foreground(settings: Settings, *, on_ready: Any = None) -> None:
     ready = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _stop)
+    direct = direct_ingress(settings)
+    if direct:
+        os.environ.update(direct_ingress_env(settings))
     if settings.ray_address:
         ray.init(address=settings.ray_address, namespace="serve")
     else:
         start_local_ray(num_cpus=settings.ray_num_cpus)
     try:
-        deploy(load_serve_config(settings.serve_config, settings))
+        deploy(load_serve_config(settings.serve_config, settings, direct=direct))
         ready.set()
         if on_ready is not None:
             on_ready()

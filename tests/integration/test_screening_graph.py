@@ -58,7 +58,7 @@ def live(
     import ray
     from ray import serve
 
-    from deployments.launch import deploy, load_serve_config, start_local_ray
+    from deployments.launch import deploy, direct_ingress_env, load_serve_config, start_local_ray
     from training.dataset import matrix_from_dataset
     from training.generate import GenerateConfig, generate, split_at
     from training.pipeline import train_and_promote
@@ -91,9 +91,12 @@ def live(
     os.environ["VIGIL_API_KEYS"] = f"admin:ops:{ADMIN_KEY},analyst:ana:{ANALYST_KEY}"
     os.environ["VIGIL_HOME"] = str(root)
     settings = Settings(home=root, http_port=port)
+    # as `vigil up` starts it: the Ingress replica answers the port itself (direct ingress)
+    ray_env = direct_ingress_env(settings)
+    os.environ.update(ray_env)
     start_local_ray(num_cpus=2)
     try:
-        config = load_serve_config(Path("ray_config.yaml"), settings)
+        config = load_serve_config(Path("ray_config.yaml"), settings, direct=True)
         config.applications[0].args.update(
             {
                 "database_url": database_url,
@@ -109,6 +112,8 @@ def live(
         serve.shutdown()
         ray.shutdown()
         os.environ.pop("VIGIL_API_KEYS", None)
+        for name in ray_env:
+            os.environ.pop(name, None)
         cleanup.close()
 
 

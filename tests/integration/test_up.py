@@ -34,12 +34,21 @@ def _tree(proc: psutil.Process) -> list[psutil.Process]:
 
 
 def _listening(processes: list[psutil.Process]) -> list[tuple[str, int, str]]:
+    """(address, port, pid as text) of every listening socket of ``processes``."""
     pids = {p.pid: p for p in processes}
     found = []
     for conn in psutil.net_connections(kind="inet"):
         if conn.status == psutil.CONN_LISTEN and conn.pid in pids:
-            found.append((conn.laddr.ip, conn.laddr.port, pids[conn.pid].name()))
+            found.append((conn.laddr.ip, conn.laddr.port, str(conn.pid)))
     return found
+
+
+def _cmd(seen: dict[int, psutil.Process], pid: str) -> str:
+    """A Ray worker's command line names its actor (``ray::ServeReplica:vigil:Ingress``)."""
+    try:
+        return " ".join(seen[int(pid)].cmdline())
+    except psutil.Error:
+        return ""
 
 
 def test_vigil_up_serves_on_loopback_and_stops_cleanly(tmp_path: Path) -> None:
@@ -71,7 +80,11 @@ def test_vigil_up_serves_on_loopback_and_stops_cleanly(tmp_path: Path) -> None:
             seen[p.pid] = p
         # Ray's worker processes are children of its raylet, itself a child of `vigil up`.
         listening = _listening(list(seen.values()))
-        assert any(port_ == port for _, port_, _ in listening)
+        # Direct ingress (the default): the Ingress replica itself answers the API port, not
+        # Serve's HTTP proxy actor, which moved to the next port.
+        owners = {name for _, port_, name in listening if port_ == port}
+        assert owners and all("Ingress" in _cmd(seen, name) for name in owners), (owners, listening)
+        assert any(port_ == port + 1 for _, port_, _ in listening)
         exposed = [entry for entry in listening if not entry[0].startswith(("127.", "::ffff:127.", "::1"))]
         assert exposed == [], f"listening beyond loopback: {exposed}"
     finally:

@@ -88,6 +88,30 @@ async def test_health_and_docs(client: httpx.AsyncClient) -> None:
     assert "x-request-id" in health.headers
 
 
+async def test_every_request_gets_an_id_and_one_json_access_line(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+    import logging
+
+    ids = await _world(client)
+    with caplog.at_level(logging.INFO, logger="vigil.access"):
+        ok = await client.post("/v1/transactions", json=_tx(ids), headers={"x-request-id": "req-42"})
+        huge = await client.post(
+            "/v1/transactions", content=b"x" * 200_000, headers={"content-type": "application/json"}
+        )
+    assert ok.status_code == 201 and ok.headers["x-request-id"] == "req-42"
+    assert huge.status_code == 413 and len(huge.headers["x-request-id"]) == 32  # a new one
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "vigil.access"]
+    assert [(line["request_id"], line["status"]) for line in lines] == [
+        ("req-42", 201),
+        (huge.headers["x-request-id"], 413),
+    ]
+    assert lines[0]["method"] == "POST" and lines[0]["path"] == "/v1/transactions"
+    assert lines[0]["client"] and lines[1]["client"] is None  # the 413 never reached auth
+    assert all(line["ms"] >= 0 for line in lines)
+
+
 async def test_readyz_is_503_on_an_unmigrated_database(tmp_path: Path) -> None:
     api = create_api()
     service = VigilService(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")
