@@ -16,12 +16,21 @@ In = TypeVar("In")
 Out = TypeVar("Out")
 
 
+class QueueFull(Exception):
+    """Refused at the door: ``max_queue`` items are already waiting for a batch."""
+
+
 class MicroBatcher(Generic[In, Out]):
     """Collect items for at most ``max_wait_s`` (or until ``max_batch``), then run ``handler`` once.
 
     ``handler`` gets the items in arrival order and returns one result per item; an exception
     in the result list is raised to that item's caller only, an exception raised by ``handler``
     to every caller of the batch. Batches run concurrently up to ``max_concurrency``.
+
+    ``max_queue`` (0 = unbounded) is admission control: with that many items already waiting,
+    :meth:`submit` raises :class:`QueueFull` at once. Under a load above capacity the queue
+    would otherwise grow without bound and every caller would wait seconds; with it, what is
+    admitted waits at most about ``max_queue / throughput`` and the rest is told to retry.
     """
 
     def __init__(
@@ -31,21 +40,27 @@ class MicroBatcher(Generic[In, Out]):
         max_batch: int = 64,
         max_wait_s: float = 0.003,
         max_concurrency: int = 4,
+        max_queue: int = 0,
     ) -> None:
         self.handler = handler
         self._queue: asyncio.Queue[tuple[In, asyncio.Future[Out]]] | None = None
-        self.configure(max_batch=max_batch, max_wait_s=max_wait_s, max_concurrency=max_concurrency)
+        self.configure(
+            max_batch=max_batch, max_wait_s=max_wait_s, max_concurrency=max_concurrency, max_queue=max_queue
+        )
         self._worker: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self.batches = 0
         self.items = 0
 
-    def configure(self, *, max_batch: int, max_wait_s: float, max_concurrency: int) -> None:
+    def configure(
+        self, *, max_batch: int, max_wait_s: float, max_concurrency: int, max_queue: int = 0
+    ) -> None:
         """Change the limits in place (a Serve ``reconfigure``); batches in flight finish as they are."""
-        if max_batch < 1 or max_wait_s < 0 or max_concurrency < 1:
-            raise ValueError("need max_batch >= 1, max_wait_s >= 0, max_concurrency >= 1")
+        if max_batch < 1 or max_wait_s < 0 or max_concurrency < 1 or max_queue < 0:
+            raise ValueError("need max_batch >= 1, max_wait_s >= 0, max_concurrency >= 1, max_queue >= 0")
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
         if getattr(self, "max_concurrency", None) != max_concurrency:
             self.max_concurrency = max_concurrency
             self._slots = asyncio.Semaphore(max_concurrency)
@@ -54,6 +69,8 @@ class MicroBatcher(Generic[In, Out]):
         loop = asyncio.get_running_loop()
         if self._queue is None:
             self._queue = asyncio.Queue()
+        if self.max_queue and self._queue.qsize() >= self.max_queue:
+            raise QueueFull(f"{self._queue.qsize()} items already waiting (max_queue {self.max_queue})")
         if self._worker is None or self._worker.done():
             self._worker = loop.create_task(self._run())
         future: asyncio.Future[Out] = loop.create_future()

@@ -24,7 +24,10 @@ REPLAYS = Counter(
     "vigil_idempotent_replays_total", "Retries answered from the stored decision.", registry=REGISTRY
 )
 REJECTED = Counter(
-    "vigil_rejected_total", "Transactions refused with a 4xx, by error code.", ["code"], registry=REGISTRY
+    "vigil_rejected_total",
+    "Transactions refused (a 4xx, or 503 overloaded), by error code.",
+    ["code"],
+    registry=REGISTRY,
 )
 STAGE_SECONDS = Histogram(
     "vigil_stage_seconds",

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vigil import metrics
-from vigil.batching import MicroBatcher
+from vigil.batching import MicroBatcher, QueueFull
 from vigil.db import repository as repo
 from vigil.db.engine import create_engine, is_sqlite, session_factory, session_scope
 from vigil.db.models import (
@@ -78,12 +78,17 @@ class VigilService:
         max_batch: int = 64,
         max_wait_s: float = 0.003,
         max_concurrency: int = 4,
+        max_queue: int = 0,
     ) -> None:
         self.screener = Screener(
             self.sessions, graph, policy, events, single_writer=is_sqlite(self.database_url)
         )
         self._batcher = MicroBatcher(
-            self.screener.screen, max_batch=max_batch, max_wait_s=max_wait_s, max_concurrency=max_concurrency
+            self.screener.screen,
+            max_batch=max_batch,
+            max_wait_s=max_wait_s,
+            max_concurrency=max_concurrency,
+            max_queue=max_queue,
         )
 
     def configure_screening(
@@ -93,6 +98,7 @@ class VigilService:
         max_batch: int | None = None,
         max_wait_s: float | None = None,
         max_concurrency: int | None = None,
+        max_queue: int | None = None,
     ) -> None:
         """Swap the policy and any given batch limit of the attached screening, in place."""
         if self.screener is None or self._batcher is None:
@@ -103,13 +109,23 @@ class VigilService:
             max_batch=batcher.max_batch if max_batch is None else max_batch,
             max_wait_s=batcher.max_wait_s if max_wait_s is None else max_wait_s,
             max_concurrency=batcher.max_concurrency if max_concurrency is None else max_concurrency,
+            max_queue=batcher.max_queue if max_queue is None else max_queue,
         )
 
     async def screen(self, data: TransactionCreate, *, received_at: datetime) -> ScreenResult:
         """Screen one transaction (batched with concurrent callers); raises the item's VigilError."""
         if self._batcher is None:
             raise ServiceUnavailable("transaction screening is not running on this server")
-        result = await self._batcher.submit((data, received_at))
+        try:
+            result = await self._batcher.submit((data, received_at))
+        except QueueFull:
+            # Nothing was stored or counted: the client's retry (same idempotency key) is safe.
+            metrics.REJECTED.labels("overloaded").inc()
+            error = ServiceUnavailable(
+                "screening is at capacity: retry shortly with the same idempotency key"
+            )
+            error.headers = {"Retry-After": "1"}
+            raise error from None
         if isinstance(result, VigilError):
             raise result
         return result

@@ -112,6 +112,28 @@ async def test_every_request_gets_an_id_and_one_json_access_line(
     assert all(line["ms"] >= 0 for line in lines)
 
 
+async def test_over_capacity_is_a_fast_503_that_stores_nothing_and_a_retry_succeeds(
+    client: httpx.AsyncClient,
+) -> None:
+    import asyncio
+
+    ids = await _world(client)
+    service = client._transport.app.state.service  # type: ignore[attr-defined]
+    service.configure_screening(DecisionPolicy(), max_concurrency=1, max_queue=2)
+    bodies = [_tx(ids, idempotency_key=f"burst-{i:04d}") for i in range(10)]
+    answers = await asyncio.gather(*(client.post("/v1/transactions", json=b) for b in bodies))
+    refused = [b for b, a in zip(bodies, answers, strict=True) if a.status_code == 503]
+    assert refused and all(a.status_code in (201, 503) for a in answers), [a.status_code for a in answers]
+    for answer in answers:
+        if answer.status_code == 503:
+            assert answer.headers["retry-after"] == "1" and answer.json()["error"] == "unavailable"
+    stored = await client.get(f"/v1/users/{ids['user_id']}/transactions", params={"hours": 24 * 366})
+    assert len(stored.json()) == 10 - len(refused)  # a refusal stored nothing
+    service.configure_screening(DecisionPolicy(), max_queue=0)
+    retried = [await client.post("/v1/transactions", json=b) for b in refused]
+    assert all(r.status_code == 201 for r in retried)
+
+
 async def test_readyz_is_503_on_an_unmigrated_database(tmp_path: Path) -> None:
     api = create_api()
     service = VigilService(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")

@@ -93,3 +93,26 @@ async def test_batches_grow_with_load_on_a_busy_loop() -> None:
     assert await asyncio.gather(first, *rest) == list(range(41))
     assert seen[0] == [0]
     assert seen[1] == list(range(1, 41))  # all queued items in one batch, in arrival order
+
+
+async def test_a_full_queue_refuses_at_once_and_admits_again_when_it_drains() -> None:
+    from vigil.batching import QueueFull
+
+    release = asyncio.Event()
+
+    async def slow(items: list[int]) -> list[int]:
+        await release.wait()
+        return items
+
+    batcher = MicroBatcher(slow, max_batch=1, max_wait_s=0, max_concurrency=1, max_queue=2)
+    waiting = [asyncio.ensure_future(batcher.submit(0))]
+    await asyncio.sleep(0.01)  # item 0 is in flight, holding the one slot
+    waiting += [asyncio.ensure_future(batcher.submit(i)) for i in (1, 2)]
+    await asyncio.sleep(0.01)  # 1 and 2 wait in the queue
+    with pytest.raises(QueueFull):
+        await batcher.submit(99)
+    release.set()
+    assert await asyncio.gather(*waiting) == [0, 1, 2]
+    assert await batcher.submit(3) == 3
+    with pytest.raises(ValueError, match="max_queue"):
+        batcher.configure(max_batch=1, max_wait_s=0, max_concurrency=1, max_queue=-1)
