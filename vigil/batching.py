@@ -52,9 +52,7 @@ class MicroBatcher(Generic[In, Out]):
         self.batches = 0
         self.items = 0
 
-    def configure(
-        self, *, max_batch: int, max_wait_s: float, max_concurrency: int, max_queue: int = 0
-    ) -> None:
+    def configure(self, *, max_batch: int, max_wait_s: float, max_concurrency: int, max_queue: int) -> None:
         """Change the limits in place (a Serve ``reconfigure``); batches in flight finish as they are."""
         if max_batch < 1 or max_wait_s < 0 or max_concurrency < 1 or max_queue < 0:
             raise ValueError("need max_batch >= 1, max_wait_s >= 0, max_concurrency >= 1, max_queue >= 0")

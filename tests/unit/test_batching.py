@@ -65,12 +65,12 @@ async def test_configure_changes_limits_in_place_and_keeps_serving() -> None:
 
     batcher = MicroBatcher(handler, max_batch=8, max_wait_s=0.01, max_concurrency=2)
     assert await asyncio.gather(*(batcher.submit(i) for i in range(8))) == list(range(8))
-    batcher.configure(max_batch=2, max_wait_s=0.01, max_concurrency=1)
+    batcher.configure(max_batch=2, max_wait_s=0.01, max_concurrency=1, max_queue=0)
     seen.clear()
     assert await asyncio.gather(*(batcher.submit(i) for i in range(6))) == list(range(6))
     assert max(seen) <= 2
     with pytest.raises(ValueError, match="max_batch"):
-        batcher.configure(max_batch=0, max_wait_s=0.01, max_concurrency=1)
+        batcher.configure(max_batch=0, max_wait_s=0.01, max_concurrency=1, max_queue=0)
 
 
 async def test_batches_grow_with_load_on_a_busy_loop() -> None:

@@ -112,19 +112,23 @@ async def record_transaction(
     except IntegrityError as exc:
         # A concurrent request with the same key won the race between our check and insert.
         raise Conflict(f"idempotency key {data.idempotency_key!r} is being used concurrently") from exc
-    if (seen := _ip_history(data, tx.created_at)) is not None:
-        session.add(seen)
+    if (seen := _ip_sighting(data, tx.created_at)) is not None:
+        session.add(DeviceIpHistory(**seen))
         await session.flush()
     return tx
 
 
-def _ip_history(data: TransactionCreate, seen_at: datetime) -> DeviceIpHistory | None:
-    """The device/IP sighting a transaction records (answers "this device's / IP's users")."""
+def _ip_sighting(data: TransactionCreate, seen_at: datetime) -> dict[str, Any] | None:
+    """The device_ip_history row a transaction records (answers "this device's / IP's users")."""
     if data.device_id is None or data.ip is None:
         return None
-    return DeviceIpHistory(
-        device_id=data.device_id, user_id=data.user_id, ip=data.ip, country=data.country, seen_at=seen_at
-    )
+    return {
+        "device_id": data.device_id,
+        "user_id": data.user_id,
+        "ip": data.ip,
+        "country": data.country,
+        "seen_at": seen_at,
+    }
 
 
 async def get_transaction(session: AsyncSession, *, transaction_id: int) -> Transaction:
@@ -292,16 +296,8 @@ async def record_decided(
         tx_id = ids[row["idempotency_key"]]
         decision.transaction_id = tx_id
         decisions.append(decision.model_dump())
-        if data.device_id is not None and data.ip is not None:  # the device/IP sighting
-            history.append(
-                {
-                    "device_id": data.device_id,
-                    "user_id": data.user_id,
-                    "ip": data.ip,
-                    "country": data.country,
-                    "seen_at": row["created_at"],
-                }
-            )
+        if (seen := _ip_sighting(data, row["created_at"])) is not None:
+            history.append(seen)
         if decision.outcome in review_outcomes:
             cases.append({"transaction_id": tx_id, "status": "open", "created_at": decision.decided_at})
         if decision.outcome in {"review", "block"}:
