@@ -14,8 +14,9 @@ import cv2
 import numpy as np
 
 from kyc.config import KycConfig
+from kyc.crosscheck import cross_check, visual_dates
 from kyc.mrz import CHARSET, FILLER, LINE_LENGTHS, Mrz, normalise_length, parse
-from kyc.ocr import Box, MrzLineReader, OcrEngine, TextLine
+from kyc.ocr import Box, MrzLineReader, OcrEngine, TextLine, crop_box
 
 _MRZ_LIKE = re.compile(r"^[A-Z0-9<]{20,48}$")
 FAST_DETECT_SIDE = 640  # longer side (px) of the page for the MRZ fast path's text detection (MRZ
@@ -26,12 +27,14 @@ FAST_DETECT_SIDE = 640  # longer side (px) of the page for the MRZ fast path's t
 @dataclass(frozen=True)
 class DocumentRead:
     """What was read from a document image. ``document_type``: passport, id_card, driving_licence
-    or unknown; ``mrz`` is None when the document has none (or it was unreadable)."""
+    or unknown; ``mrz`` is None when the document has none (or it was unreadable);
+    ``visual_text`` is empty unless ``visual_zone_read``."""
 
     document_type: str
     mrz: Mrz | None
     visual_text: list[str]
     visual_fields: dict[str, str] = field(default_factory=dict)
+    visual_zone_read: bool = False  # True when the visual-zone text was recognised
 
 
 @dataclass(frozen=True)
@@ -49,15 +52,6 @@ def _mrz_text(line: TextLine) -> str:
     return line.text.upper().replace(" ", "").replace("«", "<<").replace("く", "<")
 
 
-def _crop_line(image: np.ndarray, box: tuple[tuple[float, float], ...]) -> np.ndarray:
-    pts = np.asarray(box, dtype=np.float32)
-    x0, y0 = pts.min(0)
-    x1, y1 = pts.max(0)
-    h, w = image.shape[:2]
-    m = 0.15 * (y1 - y0)
-    return image[max(0, int(y0 - m)) : min(h, int(y1 + m)), max(0, int(x0 - m)) : min(w, int(x1 + m))]
-
-
 class DocumentReader:
     """Finds and reads the MRZ and visual-zone text of a BGR document image. Build once."""
 
@@ -67,23 +61,27 @@ class DocumentReader:
 
     def read(self, image: np.ndarray, *, today: date, visual_zone: bool = True) -> DocumentRead:
         """Read the MRZ (fast path: text detection + the MRZ line reader on the widest lines) and,
-        when ``visual_zone`` is set or no MRZ is found, all visual-zone text (slower: every line is
-        recognised)."""
+        when ``visual_zone`` is set, the other text lines found by the same detection (read box
+        by box). A page whose MRZ the fast path misses is read whole."""
         scale = min(1.0, 1280 / max(image.shape[:2]))
         img = (
             cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
         )
         detect = getattr(self._ocr, "detect", None)
-        if detect is not None and self._lines is not None and not visual_zone:
+        fast = None
+        if detect is not None and self._lines is not None:
             # MRZ lines are the widest, tallest-contrast text on the page: text detection at a
             # reduced scale finds them; the lines are then read from the full-resolution image.
             scalable = "max_side" in inspect.signature(detect).parameters
             boxes = detect(img, max_side=FAST_DETECT_SIDE) if scalable else detect(img)
-            fast = self._fast_mrz(img, boxes, today=today)
+            fast, mrz_boxes = self._fast_mrz(img, boxes, today=today)
             if fast is not None and fast.valid:
-                return DocumentRead(fast.document_type, fast, [], {})
-        else:
-            fast = None
+                if not visual_zone:
+                    return DocumentRead(fast.document_type, fast, [], {})
+                recognise = getattr(self._ocr, "recognise", None)
+                if recognise is not None:
+                    visual = [t.text for t in recognise(img, [b for b in boxes if b not in mrz_boxes])]
+                    return DocumentRead(fast.document_type, fast, visual, visual_fields(visual), True)
         text = self._ocr.read(img)
         mrz_lines = sorted(
             (t for t in text if _MRZ_LIKE.match(_mrz_text(t)) and FILLER in _mrz_text(t)),
@@ -100,10 +98,10 @@ class DocumentReader:
             kind = "driving_licence"
         else:
             kind = "unknown"
-        return DocumentRead(kind, mrz, visual, fields)
+        return DocumentRead(kind, mrz, visual, fields, True)
 
-    def _fast_mrz(self, img: np.ndarray, boxes: list[Box], *, today: date) -> Mrz | None:
-        """Read the 2-3 lowest very wide text boxes as MRZ lines."""
+    def _fast_mrz(self, img: np.ndarray, boxes: list[Box], *, today: date) -> tuple[Mrz | None, list[Box]]:
+        """Read the 2-3 lowest very wide text boxes as MRZ lines; also returns the boxes read."""
         assert self._lines is not None
         wide = []
         for b in boxes:
@@ -115,11 +113,13 @@ class DocumentReader:
         lines = []
         read: dict[Box, list[dict[str, float]]] = {}
         for b in wide[-3:]:
-            cands = read[b] = self._lines.read(_crop_line(img, b))
+            cands = read[b] = self._lines.read(crop_box(img, b))
             text = "".join(max(c, key=lambda k: c[k]) for c in cands)
             lines.append(TextLine(text, b, 1.0))
         mrz_lines = [t for t in lines if _MRZ_LIKE.match(t.text) and FILLER in t.text]
-        return self._read_mrz(img, mrz_lines, today=today, known=read) if len(mrz_lines) >= 2 else None
+        if len(mrz_lines) < 2:
+            return None, []
+        return self._read_mrz(img, mrz_lines, today=today, known=read), [t.box for t in mrz_lines]
 
     def _read_mrz(
         self,
@@ -143,7 +143,7 @@ class DocumentReader:
             cands = []
             for t, b in zip(sel_t, sel_b, strict=True):
                 if b not in known:
-                    known[b] = self._lines.read(_crop_line(img, b)) if self._lines is not None else []
+                    known[b] = self._lines.read(crop_box(img, b)) if self._lines is not None else []
                 per_char = known[b]
                 if len(per_char) != n:
                     fixed = normalise_length(t)
@@ -157,13 +157,11 @@ class DocumentReader:
         return None
 
 
-_DATE = re.compile(r"\b(\d{2})[ ./-]?(\d{2}|[A-Z]{3})[ ./-]?(\d{2,4})\b")
-
-
 def visual_fields(lines: list[str]) -> dict[str, str]:
-    """Best-effort visual-zone fields: dates found (``dates``, ``;``-joined) and all-caps words."""
+    """Best-effort visual-zone fields: the printed dates (``dates``: ``;``-joined YY-MM-DD, as
+    printed, century unknown) and the all-caps words (``words``)."""
     joined = " ".join(lines).upper()
-    dates = [" ".join(m.groups()) for m in _DATE.finditer(joined)]
+    dates = [f"{y:02d}-{m:02d}-{d:02d}" for y, m, d in visual_dates(lines)]
     words = sorted(set(re.findall(r"\b[A-Z]{3,}\b", joined)))
     return {"dates": ";".join(dates), "words": " ".join(words)}
 
@@ -192,9 +190,12 @@ def validate(read: DocumentRead, *, today: date, config: KycConfig) -> list[str]
         reasons.append("document_birth_date_unreadable")
     elif age_on(mrz.birth_date, today) < config.min_age_years:
         reasons.append("holder_under_age")
-    words = set(read.visual_fields.get("words", "").split())
-    if words and mrz.surname and not set(mrz.surname.split()) & words:
-        reasons.append("mrz_visual_name_mismatch")
+    if read.visual_zone_read:
+        if not any(t.strip() for t in read.visual_text):
+            reasons.append("document_visual_zone_unreadable")
+        else:
+            check = cross_check(mrz, read.visual_text)
+            reasons += [f"mrz_visual_mismatch:{name}" for name in check.unconfirmed]
     return reasons
 
 

@@ -36,6 +36,20 @@ class TextLine:
     score: float
 
 
+def crop_box(image: np.ndarray, box: Box) -> np.ndarray:
+    """The axis-aligned crop around a text box, with a margin of 15% of its height."""
+    pts = np.asarray(box, dtype=np.float32)
+    x0, y0 = pts.min(0)
+    x1, y1 = pts.max(0)
+    h, w = image.shape[:2]
+    m = 0.15 * (y1 - y0)
+    return image[max(0, int(y0 - m)) : min(h, int(y1 + m)), max(0, int(x0 - m)) : min(w, int(x1 + m))]
+
+
+_DEFAULT_RATIO = 320 / 48  # RapidOCR's recogniser input: 48 px high, padded to >= 320 px wide
+_SHORT_BOX = 3.0  # width/height under which a box is read with the default padding
+
+
 class OcrEngine(Protocol):
     """Anything that finds and reads text lines in a BGR uint8 image."""
 
@@ -80,6 +94,27 @@ class RapidOcrEngine:
             boxes, _ = det.postprocess_op(preds, shape)
             boxes = det.filter_tag_det_res(boxes, shape)
         return [tuple((float(px), float(py)) for px, py in box) for box in boxes]
+
+    def recognise(self, image: np.ndarray, boxes: list[Box]) -> list[TextLine]:
+        """Read the text of boxes already found by ``detect``, one box per recogniser call at its
+        own width. (RapidOCR's batched call pads every line to at least 320x48 px, so the short
+        fields of a visual zone cost as much as a long line: 0.52 s -> ~0.3 s for the specimens'
+        ~30 boxes. Boxes under 3:1 keep the padding: unpadded, a lone ``P`` read as nothing.)"""
+        rec = self._engine.text_rec
+        out: list[TextLine] = []
+        for box in boxes:
+            crop = crop_box(image, box)
+            if crop.shape[0] < 2 or crop.shape[1] < 2:
+                continue
+            ratio = crop.shape[1] / crop.shape[0]
+            # Very short boxes (one letter, a code) read reliably only with the usual padding.
+            ratio = ratio if ratio >= _SHORT_BOX else _DEFAULT_RATIO
+            x = rec.resize_norm_img(crop, ratio)[None].astype(np.float32)
+            with self._lock:
+                preds = rec.session(x)[0]
+            (text, score), *_ = rec.postprocess_op(preds, False, wh_ratio_list=[ratio], max_wh_ratio=ratio)
+            out.append(TextLine(str(text), box, float(score)))
+        return out
 
     def read(self, image: np.ndarray) -> list[TextLine]:
         with self._lock:

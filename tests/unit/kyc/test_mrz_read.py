@@ -8,6 +8,9 @@ from datetime import date
 import cv2
 import pytest
 
+from kyc.config import KycConfig
+from kyc.crosscheck import cross_check
+from kyc.document import validate
 from kyc.mrz import correct_single_line, parse
 
 from .conftest import shared
@@ -16,7 +19,7 @@ TODAY = date(2010, 1, 1)  # the specimens expire 2012-04-15
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("visual_zone", [False, True], ids=["mrz-fast-path", "full-ocr"])
+@pytest.mark.parametrize("visual_zone", [False, True], ids=["mrz-only", "with-visual-zone"])
 @pytest.mark.parametrize(
     "name", ["passport-td3.png", "passport-td3.jpg", "passport-td2.png", "passport-td2.jpg", "pacman.png"]
 )
@@ -32,6 +35,11 @@ def test_specimen_documents(engine, name: str, visual_zone: bool) -> None:  # ty
     assert read.mrz.valid
     assert read.mrz.surname == "ERIKSSON" and read.mrz.given_names == "ANNA MARIA"
     assert read.mrz.birth_date == date(1974, 8, 12)
+    assert read.visual_zone_read is visual_zone
+    if visual_zone:
+        # Every MRZ field is printed on the page, and the page's OCR shows it.
+        assert cross_check(read.mrz, read.visual_text).unconfirmed == ()
+        assert validate(read, today=TODAY, config=KycConfig()) == []
 
 
 def test_parse_specimen_text_with_ocr_confusions() -> None:
