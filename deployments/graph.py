@@ -23,6 +23,7 @@ from vigil.db import history
 from vigil.db.engine import create_engine, session_factory
 from vigil.features.events import TransactionEvent
 from vigil.features.spec import FEATURE_NAMES, FEATURE_VERSION
+from vigil.policy import explain_cutoff
 from vigil.registry import FeatureMismatchError, LoadedModel, load_champion, load_version
 from vigil.rules import Blacklist, BlacklistItem, RuleHit, RuleSet
 from vigil.schemas import TransactionCreate
@@ -78,29 +79,37 @@ class SupervisedScorer:
     def __init__(self, model_name: str, tracking_uri: str | None = None) -> None:
         self.holder = _ModelHolder(model_name, tracking_uri)
         self.holder.load(None)
-        self.explain_above = 0.5
+        self.explain_above: float | None = None
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """``{model_version: "7", explain_above: 0.5}``: contributions are computed only for scores
-        at or above ``explain_above`` (keep it at the policy's ``fraud_review``)."""
+        at or above ``explain_above`` (absent: the model's own review threshold, which the policy
+        uses unless it pins its own; then set both to the same value)."""
         self.holder.load(config.get("model_version"))
-        self.explain_above = float(config.get("explain_above", 0.5))
+        above = config.get("explain_above")
+        self.explain_above = None if above is None else float(above)
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.001)
     async def score(
         self, matrices: list[np.ndarray]
-    ) -> list[tuple[np.ndarray, list[list[tuple[str, float]] | None] | None, str]]:
+    ) -> list[
+        tuple[np.ndarray, list[list[tuple[str, float]] | None] | None, str, tuple[float, float] | None]
+    ]:
+        """Per matrix: scores, contributions, the model version and its (review, block) cut-offs
+        (one snapshot of the model for the whole call: a reload mid-batch cannot mix them)."""
         model, version = self.holder.model, self.holder.version
         assert model is not None
+        thresholds = model.operating_thresholds
+        above = explain_cutoff(self.explain_above, thresholds)
         sizes = [len(m) for m in matrices]
         frame = self.holder.frame(np.vstack(matrices))
         scores = model.predict_proba(frame)
-        contributions = model.explain_where(frame, scores, above=self.explain_above, k=3)
+        contributions = model.explain_where(frame, scores, above=above, k=3)
         out = []
         start = 0
         for size in sizes:
             part = None if contributions is None else contributions[start : start + size]
-            out.append((scores[start : start + size], part, version))
+            out.append((scores[start : start + size], part, version, thresholds))
             start += size
         return out
 
@@ -197,7 +206,11 @@ class ServeGraph:
         matrix = rows_to_matrix(rows)
         tx_dicts = [t.model_dump() for t in txs]
         at = [e.created_at for e in events]  # aware UTC datetimes (to_event sets them)
-        (hits, rules_version), (scores, contributions, model_version), (anomaly, _) = await asyncio.gather(
+        (
+            (hits, rules_version),
+            (scores, contributions, model_version, cutoffs),
+            (anomaly, _),
+        ) = await asyncio.gather(
             self.rules.screen.remote(tx_dicts, matrix, at),
             self.supervised.score.remote(matrix),
             self.anomaly.score.remote(matrix),
@@ -211,6 +224,7 @@ class ServeGraph:
                 anomaly_score=float(anomaly[i]),
                 model_version=model_version,
                 rules_version=rules_version,
+                fraud_thresholds=cutoffs,
             )
             for i, row in enumerate(rows)
         ]

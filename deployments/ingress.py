@@ -67,7 +67,7 @@ class Ingress:
             install_rate_limiter(api, InMemoryRateLimiter(limit))
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        """``user_config``: ``{policy: {fraud_review: 0.5, ...}, batch: {max_batch: 64, ...}}``."""
+        """``user_config``: ``{policy: {anomaly_review: 0.995, ...}, batch: {max_batch: 64, ...}}``."""
         self.service.configure_screening(
             DecisionPolicy.from_config(config.get("policy")), **(config.get("batch") or {})
         )

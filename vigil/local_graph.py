@@ -16,6 +16,7 @@ import pandas as pd
 from vigil.features.events import TransactionEvent
 from vigil.features.spec import FEATURE_NAMES, FEATURE_VERSION
 from vigil.models.base import FeatureMismatchError
+from vigil.policy import explain_cutoff
 from vigil.registry import LoadedModel
 from vigil.rules import Blacklist, RuleSet
 from vigil.schemas import TransactionCreate
@@ -46,7 +47,7 @@ class LocalGraph:
         anomaly: LoadedModel | None,
         rules: RuleSet | None = None,
         blacklist: Blacklist | None = None,
-        explain_above: float = 0.5,
+        explain_above: float | None = None,
     ) -> None:
         for model in (supervised, anomaly):
             if model is not None:
@@ -78,8 +79,11 @@ class LocalGraph:
             at=[e.created_at for e in events],  # type: ignore[misc]
         )
         fraud: Any = self.supervised.predict_proba(frame) if self.supervised else [None] * len(rows)
+        thresholds = self.supervised.operating_thresholds if self.supervised else None
         contributions = (
-            self.supervised.explain_where(frame, fraud, above=self.explain_above, k=3)
+            self.supervised.explain_where(
+                frame, fraud, above=explain_cutoff(self.explain_above, thresholds), k=3
+            )
             if self.supervised
             else None
         )
@@ -93,6 +97,7 @@ class LocalGraph:
                 anomaly_score=None if anomaly[i] is None else float(anomaly[i]),
                 model_version=model_version(self.supervised) if self.supervised else None,
                 rules_version=self.rules.version,
+                fraud_thresholds=thresholds,
             )
             for i, row in enumerate(rows)
         ]

@@ -46,6 +46,8 @@ FRAUD_SCORE_HIGH = "FRAUD_SCORE_HIGH"
 FRAUD_SCORE_UNAVAILABLE = "FRAUD_SCORE_UNAVAILABLE"
 ANOMALY_SCORE_HIGH = "ANOMALY_SCORE_HIGH"
 MODEL_PREFIX = "MODEL:"
+#: p(fraud) review / block cut-offs when neither the policy nor the model has any.
+DEFAULT_FRAUD_CUTOFFS = (0.5, 0.9)
 
 
 class PolicyThresholds(BaseModel):
@@ -53,8 +55,18 @@ class PolicyThresholds(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    fraud_review: float = Field(default=0.5, ge=0, le=1, description="p(fraud) at or above: review.")
-    fraud_block: float = Field(default=0.9, ge=0, le=1, description="p(fraud) at or above: block.")
+    fraud_review: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="p(fraud) at or above: review. None = the scoring model's cost-chosen threshold.",
+    )
+    fraud_block: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="p(fraud) at or above: block. None = the scoring model's cost-chosen threshold.",
+    )
     anomaly_review: float = Field(default=0.8, ge=0, le=1, description="Anomaly score at or above: review.")
     unavailable_review_amount: float | None = Field(
         default=1000.0,
@@ -69,7 +81,13 @@ class PolicyThresholds(BaseModel):
 
     @model_validator(mode="after")
     def _ordered(self) -> PolicyThresholds:
-        if self.fraud_review > self.fraud_block:
+        if (self.fraud_review is None) != (self.fraud_block is None):
+            raise ValueError("set both fraud_review and fraud_block, or neither (the model's own)")
+        if (
+            self.fraud_review is not None
+            and self.fraud_block is not None
+            and self.fraud_review > self.fraud_block
+        ):
             raise ValueError(
                 f"fraud_review ({self.fraud_review}) must not exceed fraud_block ({self.fraud_block})"
             )
@@ -104,6 +122,14 @@ def _score(value: float | None) -> float | None:
     return float(value)
 
 
+def explain_cutoff(explain_above: float | None, thresholds: tuple[float, float] | None) -> float:
+    """Scores at or above this get feature contributions: the configured value, else the model's
+    review threshold (where the policy starts reading them), else the default review cut-off."""
+    if explain_above is not None:
+        return explain_above
+    return (thresholds or DEFAULT_FRAUD_CUTOFFS)[0]
+
+
 class DecisionPolicy:
     """Combine rule hits and scores into a :class:`Decision` (pure; cheap; never raises on data)."""
 
@@ -117,6 +143,14 @@ class DecisionPolicy:
         """From a ``user_config`` mapping (pydantic errors name the bad field)."""
         return cls(PolicyThresholds.model_validate(data or {}))
 
+    def fraud_cutoffs(self, model_thresholds: tuple[float, float] | None) -> tuple[float, float]:
+        """(review, block) on p(fraud): the configured pair, else the scoring model's cost-chosen
+        pair (recorded with the model version), else :data:`DEFAULT_FRAUD_CUTOFFS`."""
+        t = self.thresholds
+        if t.fraud_review is not None and t.fraud_block is not None:
+            return t.fraud_review, t.fraud_block
+        return model_thresholds or DEFAULT_FRAUD_CUTOFFS
+
     def decide(
         self,
         rule_hits: Iterable[RuleHit],
@@ -125,15 +159,18 @@ class DecisionPolicy:
         contributions: Sequence[tuple[str, float]] | None = None,
         *,
         amount: float | Decimal | None = None,
+        model_thresholds: tuple[float, float] | None = None,
     ) -> Decision:
         """Decide one transaction.
 
         ``fraud_score`` is p(fraud) in [0, 1] and ``anomaly_score`` in [0, 1], higher = worse, None
         when the scorer is unavailable. ``contributions`` are the model's per-feature contributions
         to this score (e.g. SHAP values; positive = towards fraud). ``amount`` (currency units) is
-        only used when the fraud score is missing.
+        only used when the fraud score is missing. ``model_thresholds``: the scoring model's own
+        (review, block) cut-offs, used unless the policy configures both.
         """
         t = self.thresholds
+        fraud_review, fraud_block = self.fraud_cutoffs(model_thresholds)
         outcome: Outcome = "approve"
         codes: list[str] = []
 
@@ -164,10 +201,10 @@ class DecisionPolicy:
             cutoff = t.unavailable_review_amount
             if cutoff is not None and (amount is None or float(amount) >= cutoff):
                 raise_to("review", FRAUD_SCORE_UNAVAILABLE)
-        elif fraud >= t.fraud_review:
+        elif fraud >= fraud_review:
             raise_to(
-                "block" if fraud >= t.fraud_block else "review",
-                FRAUD_SCORE_BLOCK if fraud >= t.fraud_block else FRAUD_SCORE_HIGH,
+                "block" if fraud >= fraud_block else "review",
+                FRAUD_SCORE_BLOCK if fraud >= fraud_block else FRAUD_SCORE_HIGH,
             )
             for code in self._model_codes(contributions):
                 raise_to("review", code)

@@ -146,6 +146,19 @@ class LoadedModel:
         return str(self.manifest["kind"])
 
     @property
+    def operating_thresholds(self) -> tuple[float, float] | None:
+        """The (review, block) score cut-offs chosen by cost when this version was trained
+        (``threshold_review`` / ``threshold_block`` in its metrics), or None if it has none."""
+        metrics = self.manifest.get("metrics") or {}
+        try:
+            review, block = float(metrics["threshold_review"]), float(metrics["threshold_block"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        if not (0.0 <= review <= block <= 1.0):
+            return None
+        return review, block
+
+    @property
     def algorithm(self) -> str:
         return str(self.manifest["algorithm"])
 

@@ -54,6 +54,8 @@ class Scored:
     anomaly_score: float | None = None
     model_version: str | None = None
     rules_version: str | None = None
+    # The supervised model's own (review, block) cut-offs, recorded with its version.
+    fraud_thresholds: tuple[float, float] | None = None
 
 
 class ScoringGraph(Protocol):
@@ -247,7 +249,12 @@ class Screener:
         decided: list[tuple[TransactionCreate, datetime, Decision]] = []
         for (data, received), s in zip(items, scored, strict=True):
             verdict = self.policy.decide(
-                s.rule_hits, s.fraud_score, s.anomaly_score, s.contributions, amount=float(data.amount)
+                s.rule_hits,
+                s.fraud_score,
+                s.anomaly_score,
+                s.contributions,
+                amount=float(data.amount),
+                model_thresholds=s.fraud_thresholds,
             )
             decided.append(
                 (

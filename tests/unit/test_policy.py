@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from vigil.policy import Decision, DecisionPolicy, PolicyThresholds
+from vigil.policy import DEFAULT_FRAUD_CUTOFFS, Decision, DecisionPolicy, PolicyThresholds, explain_cutoff
+from vigil.registry import LoadedModel
 from vigil.rules import RuleHit
 
 POLICY = DecisionPolicy(PolicyThresholds(fraud_review=0.5, fraud_block=0.9, anomaly_review=0.8))
@@ -209,3 +210,47 @@ def test_policy_invariants(
         higher = policy.decide(hits, min(1.0, fraud + 0.1), anomaly, contributions, amount=amount)
         assert SEVERITY[higher.outcome] >= SEVERITY[d.outcome]
     assert all(not h.shadow for h in d.rule_hits) and all(h.shadow for h in d.shadow_hits)
+
+
+# --- the model's own cut-offs ------------------------------------------------------------------
+
+
+def test_model_cutoffs_apply_unless_the_policy_pins_both() -> None:
+    free = DecisionPolicy(PolicyThresholds(anomaly_review=0.8))
+    model = (0.12, 0.78)  # what choose_thresholds picked for this version at training
+    assert free.decide([], 0.1, 0.0, model_thresholds=model).outcome == "approve"
+    assert free.decide([], 0.2, 0.0, model_thresholds=model).outcome == "review"
+    assert free.decide([], 0.8, 0.0, model_thresholds=model).reason_codes == ["FRAUD_SCORE_BLOCK"]
+    # No cut-offs from the model either: the documented defaults.
+    assert free.fraud_cutoffs(None) == DEFAULT_FRAUD_CUTOFFS
+    assert free.decide([], 0.2, 0.0).outcome == "approve"
+    # Pinned in the config (user_config): the model's pair is ignored.
+    assert POLICY.decide([], 0.2, 0.0, model_thresholds=model).outcome == "approve"
+    assert POLICY.fraud_cutoffs(model) == (0.5, 0.9)
+
+
+def test_half_a_pinned_pair_is_refused() -> None:
+    with pytest.raises(ValidationError, match="set both fraud_review and fraud_block"):
+        DecisionPolicy.from_config({"fraud_review": 0.3})
+
+
+def test_explanations_start_where_the_policy_reads_them() -> None:
+    assert explain_cutoff(None, (0.12, 0.78)) == 0.12
+    assert explain_cutoff(None, None) == DEFAULT_FRAUD_CUTOFFS[0]
+    assert explain_cutoff(0.4, (0.12, 0.78)) == 0.4
+
+
+@pytest.mark.parametrize(
+    ("metrics", "expected"),
+    [
+        ({"threshold_review": 0.12, "threshold_block": 0.78, "pr_auc": 0.5}, (0.12, 0.78)),
+        ({"pr_auc": 0.5}, None),  # registered before thresholds were recorded
+        ({"threshold_review": 0.9, "threshold_block": 0.2}, None),  # not a usable pair
+        ({"threshold_review": "x", "threshold_block": 0.2}, None),
+    ],
+)
+def test_registered_versions_carry_their_cutoffs(
+    metrics: dict[str, object], expected: tuple[float, float] | None
+) -> None:
+    loaded = LoadedModel(model=None, manifest={"metrics": metrics})  # type: ignore[arg-type]
+    assert loaded.operating_thresholds == expected
