@@ -16,8 +16,9 @@ page must show ``UTO`` twice (or ``UTO`` and ``UTOPIAN``).
 Known limits (they are false alarms or narrow gaps, never a crash): a field whose value is one of
 the form's caption words (``DATE``, ``NOM``...) is never confirmed; a corrupted value that is
 itself printed elsewhere on the page as a value of its own (e.g. a surname one letter away from
-the place of birth) is confirmed by it; on a page that prints no type letter the document code's
-first letter is checked against the title only (passport, or identity / travel document).
+the place of birth) is confirmed by it; on a page that prints no type code (no short value such as
+``I``, ``ID``, ``AC``) a one-letter document code is checked against the title only (passport, or
+identity / travel document).
 """
 
 from __future__ import annotations
@@ -239,9 +240,11 @@ def _match(options: list[list[int]]) -> list[int | None]:
 
 
 def _code_from_title(code: str, segments: list[Segment], titles: set[str]) -> bool:
-    """For a page that prints no type letter at all: a one-letter code agrees with the title
+    """For a page that prints no type code at all: a one-letter code agrees with the title
     (PASSPORT for P; IDENTITY / TRAVEL DOCUMENT / CARD for I, A, C)."""
-    if len(code) != 1 or any(s.text in ("P", "I", "A", "C", "V") for s in segments):
+    # Any short printed value that could be a type code (P, I, ID, AC, ...) means the page prints
+    # one: then the code must match it, never the title.
+    if len(code) != 1 or any(len(s.text) <= 2 and s.text[0] in "PIACV" for s in segments):
         return False
     if code == "P":
         return bool(titles & {"PASSPORT", "PASSEPORT", "PASAPORTE", "REISEPASS"})

@@ -194,3 +194,24 @@ def test_unreadable_visual_zone_is_a_reason_not_a_pass() -> None:
     assert (
         validate(DocumentRead(m.document_type, m, [], {}, False), today=date(2010, 1, 1), config=CONFIG) == []
     )
+
+
+def test_a_printed_type_code_is_never_overridden_by_the_title() -> None:
+    # Found by the corruption property: "ID" -> "I<" in the MRZ, on a page printing "ID" and the
+    # title IDENTITY CARD. The title vouches for a code only on a page printing no short value that
+    # could be one (P, I, ID, AC, ...).
+    values = {
+        "document_code": "I",
+        "issuer": "UTO",
+        "names": "BEKKER<<JOHN",
+        "document_number": "X1234",
+        "nationality": "UTO",
+        "birth_date": "800101",
+        "sex": "M",
+        "expiry_date": "300101",
+    }
+    m = parse(build_mrz("TD1", values), today=TODAY)
+    assert m is not None and m.valid and m.document_code == "I"
+    viz = ["IDENTITY CARD", "UTO", "X1234", "BEKKER", "JOHN", "UTOPIAN", "01 JAN 80", "M", "01 JAN 30"]
+    assert "document_code" in cross_check(m, viz).confirmed  # no code printed: the title decides
+    assert cross_check(m, [*viz, "ID"]).unconfirmed == ("document_code",)
