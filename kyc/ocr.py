@@ -212,7 +212,7 @@ class MrzLineReader:
         padded = cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=255)
         bgr = cv2.cvtColor(padded, cv2.COLOR_GRAY2BGR)
         h, w = bgr.shape[:2]
-        x = self._rec.resize_norm_img(bgr, max(320 / 48, w / h))[None].astype(np.float32)
+        x = self._rec.resize_norm_img(bgr, max(_DEFAULT_RATIO, w / h))[None].astype(np.float32)
         with self._lock:
             probs = self._rec.session(x)[0][0]  # frames x dictionary
         table = np.stack([probs[:, cols].sum(1) for cols in self._columns], axis=1)
