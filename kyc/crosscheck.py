@@ -126,7 +126,6 @@ class Segment:
     OCR-folded. ``after_caption``: the field whose caption the page shows just before it
     (``given_names`` after "Given names", ``optional_data`` after "Personal No."), else ``""``."""
 
-    line: int
     words: tuple[str, ...]
     after_caption: str = ""
 
@@ -139,7 +138,7 @@ def visual_segments(lines: Sequence[str]) -> list[Segment]:
     """The page's printed values outside its dates, in reading order."""
     out: list[Segment] = []
     caption = ""
-    for li, line in enumerate(lines):
+    for line in lines:
         text = _line_dates(_ascii(line.upper()))[1]
         found = False
         for piece in re.split(r"[/|]", text):
@@ -150,7 +149,7 @@ def visual_segments(lines: Sequence[str]) -> list[Segment]:
                 if w and w not in LABEL_WORDS:
                     run.append(w.translate(_FOLD))
                 elif run:
-                    out.append(Segment(li, tuple(run), caption))
+                    out.append(Segment(tuple(run), caption))
                     run, caption, found = [], "", True
         if not found and line.strip() and not any(w in _CAPTIONS for w in _TOKEN.findall(text)):
             caption = ""  # a caption labels only the value right after it

@@ -1,4 +1,7 @@
-"""Property tests: generated MRZs parse back to their fields; single corruptions never pass silently."""
+"""Property tests of the MRZ alone: generated MRZs parse back to their fields; a single corruption
+of a check-digit-covered field is detected or corrected, and what check digits cannot see (names,
+issuer, nationality, sex, document code, equal-value swaps) is left to the visual-zone
+cross-check, whose property test (test_crosscheck.py) covers every character."""
 
 from __future__ import annotations
 
@@ -85,7 +88,7 @@ def test_single_corruption_is_detected_or_corrected(
     assert clean is not None
     if m.valid and list(m.lines) != lines:
         # Accepted with different text: only allowed where no check digit covers the change
-        # (names, issuer, sex, nationality) and then the changed field must differ visibly.
+        # (names, issuer, sex, nationality), where the visual zone must catch it.
         changed = {
             k
             for k in ("surname", "given_names", "issuer", "sex", "nationality", "document_code")
