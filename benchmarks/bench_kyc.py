@@ -58,6 +58,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--frames", type=int, default=3)
     args = ap.parse_args()
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from kyc.config import KycConfig
@@ -105,6 +106,7 @@ def main() -> None:
         "timestamp": datetime.now(UTC).isoformat(),
         "machine": platform.platform(),
         "cpus": os.cpu_count(),
+        "loadavg_at_start": load_at_start,
         "runs": args.runs,
         "frames": args.frames,
         "p50_s": summary["viz"]["p50_s"],
