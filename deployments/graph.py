@@ -28,7 +28,7 @@ from vigil.registry import FeatureMismatchError, LoadedModel, load_champion, loa
 from vigil.rules import Blacklist, BlacklistItem, RuleHit, RuleSet
 from vigil.schemas import TransactionCreate
 from vigil.screening import Scored
-from vigil.velocity import Observation, merge_rows, route
+from vigil.velocity import Observation, merge_rows, route, shard_of_user
 
 log = logging.getLogger("vigil.graph")
 
@@ -190,6 +190,9 @@ class ServeGraph:
         self.rules = rules
         self.supervised = supervised
         self.anomaly = anomaly
+
+    async def set_kyc_risk(self, user_id: int, risk_level: str) -> None:
+        await self.shards[shard_of_user(user_id, len(self.shards))].set_kyc_risk.remote(user_id, risk_level)
 
     async def features(self, keys: list[str], events: list[TransactionEvent]) -> list[dict[str, float]]:
         routed = route(keys, events, len(self.shards))

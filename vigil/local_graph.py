@@ -62,6 +62,9 @@ class LocalGraph:
     async def close(self) -> None:
         await self.shard.close()
 
+    async def set_kyc_risk(self, user_id: int, risk_level: str) -> None:
+        await self.shard.set_kyc_risk(user_id, risk_level)
+
     async def score(
         self, keys: list[str], events: list[TransactionEvent], txs: list[TransactionCreate]
     ) -> list[Scored]:

@@ -65,6 +65,10 @@ class ScoringGraph(Protocol):
         self, keys: list[str], events: list[TransactionEvent], txs: list[TransactionCreate]
     ) -> list[Scored]: ...
 
+    async def set_kyc_risk(self, user_id: int, risk_level: str) -> None:
+        """The user's KYC risk level changed (already committed): features use it from now on."""
+        ...
+
 
 class EventSink(Protocol):
     async def publish(self, stream: str, event: dict[str, Any]) -> str: ...

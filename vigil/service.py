@@ -7,6 +7,7 @@ transaction, so a failure rolls back everything that method wrote.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
@@ -42,6 +43,8 @@ from vigil.schemas import (
     UserCreate,
 )
 from vigil.screening import EventSink, ScoringGraph, Screener, ScreenResult
+
+log = logging.getLogger(__name__)
 
 #: ``verify(selfie_frames, document, today) -> result dict`` (a KYC deployment or a local engine).
 KycVerify = Callable[[list[bytes], bytes, date], Awaitable[dict[str, Any]]]
@@ -254,6 +257,11 @@ class VigilService:
             user.kyc_status = KYC_STATUS.get(submission.status, "review")
             user.kyc_risk_level = submission.risk_level
             await session.flush()
+        if self.screener is not None:
+            try:
+                await self.screener.graph.set_kyc_risk(user_id, submission.risk_level)
+            except Exception:  # committed already; the velocity shard re-reads it when rebuilt
+                log.warning("user %s: new KYC risk not pushed to velocity state", user_id, exc_info=True)
         return submission
 
     async def kyc_submission(self, submission_id: int) -> KycSubmission:

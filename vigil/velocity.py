@@ -28,7 +28,7 @@ import asyncio
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -202,6 +202,14 @@ class VelocityShard:
 
     async def add_blacklist(self, entry: BlacklistEntry) -> None:
         self.blacklist.add(entry)
+
+    async def set_kyc_risk(self, user_id: int, risk_level: str) -> None:
+        """A committed KYC result: a loaded user's profile takes it now (a user not loaded yet
+        reads it from the database on first use)."""
+        async with self._lock:  # after any load in flight, which may have read the old value
+            state = self.users.get(user_id)
+            if state is not None:
+                state.profile = replace(state.profile, kyc_risk_level=risk_level)
 
     async def user_counts(self, user_id: int, at: datetime) -> Row:
         """The user's current velocity features as of ``at`` (for checks and the history route)."""

@@ -250,3 +250,44 @@ def _shard_of(user_id: int) -> int:
     from vigil.velocity import shard_of_user
 
     return shard_of_user(user_id, SHARDS)
+
+
+def test_a_kyc_submission_is_verified_on_its_replica_and_feeds_velocity_state(live: Live) -> None:
+    import ray
+
+    from actors.velocity import shard_name
+    from vigil.velocity import shard_of_user
+
+    shared = Path(
+        os.environ.get("VIGIL_SHARED_DATA", Path(__file__).resolve().parents[2] / ".." / "shared" / "data")
+    )
+    selfie_path = shared / "liveness" / "image_T1.jpg"
+    document_path = shared / "mrz" / "passport-td3.jpg"
+    if not (selfie_path.exists() and document_path.exists()):
+        pytest.skip(f"shared test images missing under {shared}")
+    user_id = int(live.replay_rows["user_id"].iloc[0])
+    shard = ray.get_actor(shard_name(shard_of_user(user_id, SHARDS), SHARDS), namespace="vigil")
+    at = pd.Timestamp.now(tz="UTC").to_pydatetime()
+    ray.get(shard.user_counts.remote(user_id, at))  # the user's state is loaded in its shard
+
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with httpx.Client(base_url=live.base_url, headers=headers, timeout=120) as client:
+        response = client.post(
+            "/v1/kyc/submissions",
+            data={"user_id": str(user_id)},
+            files=[
+                ("document", ("passport.jpg", document_path.read_bytes(), "image/jpeg")),
+                ("selfie", ("selfie.jpg", selfie_path.read_bytes(), "image/jpeg")),
+            ],
+        )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    # The selfie is not the specimen passport's holder: rejected, high risk, with the reason.
+    assert (body["status"], body["risk_level"]) == ("rejected", "high")
+    assert "face_mismatch" in body["reason_codes"]
+    stored = asyncio.run(
+        _scalar(live.database_url, f"SELECT kyc_risk_level FROM users WHERE user_id = {user_id}")
+    )
+    assert stored == "high"
+    features = ray.get(shard.user_counts.remote(user_id, at))
+    assert features["kyc_risk_level_by_user"] == 3.0  # KYC_RISK_CODES["high"], without a restart
