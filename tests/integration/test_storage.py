@@ -138,6 +138,29 @@ async def test_bad_references_are_rejected_and_leave_the_database_unchanged(
         await world.engine.dispose()
 
 
+async def test_another_users_account_is_rejected_among_good_items(database_url: str) -> None:
+    world = await World(database_url).build()
+    try:
+        async with session_scope(world.sessions) as s:
+            other = await repo.create_user(
+                s, data=UserCreate(full_name="Bo", country="GB", home_lat=51.5, home_lon=-0.1, created_at=T0)
+            )
+            assert other.user_id is not None
+            account = await repo.create_account(
+                s, data=AccountCreate(user_id=other.user_id, currency="EUR", opened_at=T0)
+            )
+        items = [
+            world.tx("key-mix-1"),
+            world.tx("key-mix-2", account_id=account.account_id),
+            world.tx("key-mix-3", user_id=other.user_id, account_id=account.account_id),
+        ]
+        async with world.sessions() as s:
+            bad = await repo.missing_references(s, items=items)
+        assert bad == {1: f"account {account.account_id} does not belong to user {world.user.user_id}"}
+    finally:
+        await world.engine.dispose()
+
+
 async def test_duplicate_idempotency_key_is_rejected_and_changes_nothing(database_url: str) -> None:
     world = await World(database_url).build()
     try:

@@ -224,24 +224,36 @@ async def decisions_by_keys(
 
 
 async def missing_references(session: AsyncSession, *, items: Sequence[TransactionCreate]) -> dict[int, str]:
-    """Check every reference of a batch in four queries; returns ``{index: reason}`` for bad ones.
+    """Check every reference of a batch in one query; returns ``{index: reason}`` for bad ones.
 
-    Only the columns the checks read are selected (no ORM objects): this runs for every batch.
+    Only the columns the checks read are selected (no ORM objects), and the four lookups (users,
+    accounts, merchants, devices) are one ``UNION ALL``: this runs for every batch, and on a busy
+    event loop each round trip waits its turn (four queries took ~15 ms of a 300/s batch).
     """
-
-    async def existing(columns: Sequence[Any], ids: set[int]) -> dict[int, Any]:
-        if not ids:
-            return {}
-        key = columns[0]
-        rows = (await session.execute(sa.select(*columns).where(key.in_(sorted(ids))))).all()
-        return {int(row[0]): row for row in rows}
-
-    users = await existing([col(User.user_id)], {i.user_id for i in items})
-    accounts = await existing(
-        [col(Account.account_id), col(Account.user_id), col(Account.currency)], {i.account_id for i in items}
-    )
-    merchants = await existing([col(Merchant.merchant_id)], {i.merchant_id for i in items})
-    devices = await existing([col(Device.device_id)], {i.device_id for i in items if i.device_id is not None})
+    wanted: dict[str, tuple[list[Any], set[int]]] = {
+        "user": ([col(User.user_id)], {i.user_id for i in items}),
+        "account": (
+            [col(Account.account_id), col(Account.user_id), col(Account.currency)],
+            {i.account_id for i in items},
+        ),
+        "merchant": ([col(Merchant.merchant_id)], {i.merchant_id for i in items}),
+        "device": ([col(Device.device_id)], {i.device_id for i in items if i.device_id is not None}),
+    }
+    parts = [
+        sa.select(
+            sa.literal(kind).label("kind"),
+            columns[0].label("id"),
+            (columns[1] if len(columns) > 1 else sa.null()).label("owner"),
+            (columns[2] if len(columns) > 2 else sa.null()).label("currency"),
+        ).where(columns[0].in_(sorted(ids)))
+        for kind, (columns, ids) in wanted.items()
+        if ids
+    ]
+    found: dict[str, dict[int, Any]] = {kind: {} for kind in wanted}
+    if parts:
+        for row in (await session.execute(sa.union_all(*parts))).all():
+            found[row.kind][int(row.id)] = row
+    users, accounts, merchants, devices = (found[k] for k in ("user", "account", "merchant", "device"))
     bad: dict[int, str] = {}
     for index, item in enumerate(items):
         account = accounts.get(item.account_id)
@@ -249,7 +261,7 @@ async def missing_references(session: AsyncSession, *, items: Sequence[Transacti
             bad[index] = f"user {item.user_id} does not exist"
         elif account is None:
             bad[index] = f"account {item.account_id} does not exist"
-        elif account.user_id != item.user_id:
+        elif account.owner != item.user_id:
             bad[index] = f"account {item.account_id} does not belong to user {item.user_id}"
         elif account.currency != item.currency:
             bad[index] = (
