@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vigil import __version__
+from vigil import __version__, metrics
 from vigil.auth import Principal, require_role
 from vigil.db.models import (
     Account,
@@ -135,6 +135,10 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            route = scope.get("route")  # set by the router on a match: a template, never raw ids
+            metrics.HTTP_SECONDS.labels(
+                scope.get("method", ""), getattr(route, "path", "unmatched"), f"{status // 100}xx"
+            ).observe(time.perf_counter() - started)
             if access_log.isEnabledFor(logging.INFO):
                 principal = scope["state"].get("principal")
                 access_log.info(

@@ -29,6 +29,15 @@ REJECTED = Counter(
     ["code"],
     registry=REGISTRY,
 )
+HTTP_SECONDS = Histogram(
+    "vigil_http_request_seconds",
+    "Time from a request reaching the app to its last byte sent, by method, route template and "
+    "status class (2xx, 4xx, 5xx). Compare with a client's figure: the difference is time spent "
+    "before the app (the HTTP server, Serve's queue).",
+    ["method", "route", "status"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
 STAGE_SECONDS = Histogram(
     "vigil_stage_seconds",
     "Time per screening stage and batch (lookup, graph, persist, publish, total).",

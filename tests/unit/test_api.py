@@ -300,3 +300,9 @@ async def test_metrics_count_outcomes(client: httpx.AsyncClient) -> None:
     text = (await client.get("/metrics")).text
     assert 'vigil_decisions_total{outcome="approve"}' in text
     assert "vigil_stage_seconds_bucket" in text
+    # request latency by route template (not the raw path with its ids) and status class
+    await client.get("/v1/transactions/987654")
+    text = (await client.get("/metrics")).text
+    assert 'vigil_http_request_seconds_count{method="POST",route="/v1/transactions",status="2xx"}' in text
+    assert 'route="/v1/transactions/{transaction_id}",status="4xx"' in text
+    assert "987654" not in text
