@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import inspect
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -56,12 +55,9 @@ def _mrz_text(line: TextLine) -> str:
 class DocumentReader:
     """Finds and reads the MRZ and visual-zone text of a BGR document image. Build once."""
 
-    def __init__(self, ocr: OcrEngine, line_reader: MrzLineReader | None, *, workers: int = 2) -> None:
-        """``workers``: MRZ line candidates read concurrently (each is one recogniser call plus
-        the glyph classifier; both release the GIL for most of their time)."""
+    def __init__(self, ocr: OcrEngine, line_reader: MrzLineReader | None) -> None:
         self._ocr = ocr
         self._lines = line_reader
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="mrz-line") if workers > 1 else None
 
     def read(self, image: np.ndarray, *, today: date, visual_zone: bool = True) -> DocumentRead:
         """Read the MRZ (fast path: text detection + the MRZ line reader on the widest lines) and,
@@ -114,15 +110,12 @@ class DocumentReader:
             if h > 0 and w / h > 12 and w > 0.5 * img.shape[1]:
                 wide.append(b)
         wide.sort(key=lambda b: min(p[1] for p in b))
-        crops = [crop_box(img, b) for b in wide[-3:]]
-        per_line = list(
-            self._pool.map(self._lines.read, crops) if self._pool else map(self._lines.read, crops)
-        )
-        read: dict[Box, list[dict[str, float]]] = {}
         lines = []
-        for b, cands in zip(wide[-3:], per_line, strict=True):
-            read[b] = cands
-            lines.append(TextLine("".join(max(c, key=lambda k: c[k]) for c in cands), b, 1.0))
+        read: dict[Box, list[dict[str, float]]] = {}
+        for b in wide[-3:]:
+            cands = read[b] = self._lines.read(crop_box(img, b))
+            text = "".join(max(c, key=lambda k: c[k]) for c in cands)
+            lines.append(TextLine(text, b, 1.0))
         mrz_lines = [t for t in lines if _MRZ_LIKE.match(t.text) and FILLER in t.text]
         if len(mrz_lines) < 2:
             return None, []
