@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ import pandas as pd
 from ray import serve
 
 from actors.velocity import get_or_create_shards
+from vigil import metrics
 from vigil.db import history
 from vigil.db.engine import create_engine, session_factory
 from vigil.features.events import TransactionEvent
@@ -205,7 +207,10 @@ class ServeGraph:
     async def score(
         self, keys: list[str], events: list[TransactionEvent], txs: list[TransactionCreate]
     ) -> list[Scored]:
+        started = time.perf_counter()
         rows = await self.features(keys, events)
+        metrics.STAGE_SECONDS.labels("features").observe(time.perf_counter() - started)
+        started = time.perf_counter()
         matrix = rows_to_matrix(rows)
         tx_dicts = [t.model_dump() for t in txs]
         at = [e.created_at for e in events]  # aware UTC datetimes (to_event sets them)
@@ -218,6 +223,7 @@ class ServeGraph:
             self.supervised.score.remote(matrix),
             self.anomaly.score.remote(matrix),
         )
+        metrics.STAGE_SECONDS.labels("scorers").observe(time.perf_counter() - started)
         return [
             Scored(
                 features=row,

@@ -40,7 +40,9 @@ HTTP_SECONDS = Histogram(
 )
 STAGE_SECONDS = Histogram(
     "vigil_stage_seconds",
-    "Time per screening stage and batch (lookup, graph, persist, publish, total).",
+    "Time per screening stage and batch (lookup, graph, persist, publish, total; on Ray the graph "
+    "splits into features: the velocity shard actors, and scorers: rules, supervised and anomaly "
+    "deployments called concurrently).",
     ["stage"],
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,

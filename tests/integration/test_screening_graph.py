@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import socket
 import uuid
 from collections.abc import Iterator
@@ -186,6 +187,22 @@ def test_retries_return_the_stored_decision(live: Live) -> None:
         conflicting = client.post("/v1/transactions", json={**body, "amount": "1.23"})
     assert again.status_code == 200 and again.json()["replayed"] is True
     assert conflicting.status_code == 409
+
+
+def test_the_ingress_times_each_hop_of_the_graph(live: Live) -> None:
+    body = request_body(live.replay_rows.iloc[1].to_dict()) | {"idempotency_key": "stage-metrics-1"}
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with httpx.Client(base_url=live.base_url, headers=headers, timeout=30) as client:
+        assert client.post("/v1/transactions", json=body).status_code == 201
+        text = client.get("/metrics").text
+    seen = {
+        (name, stage): float(value)
+        for name, stage, value in re.findall(r'vigil_stage_seconds_(sum|count)\{stage="(\w+)"\} (\S+)', text)
+    }
+    for stage in ("features", "scorers", "graph"):
+        assert seen[("count", stage)] >= 1, stage
+    # the two hops are inside the graph stage: their times add up to at most its time
+    assert seen[("sum", "features")] + seen[("sum", "scorers")] <= seen[("sum", "graph")]
 
 
 def test_resolving_a_review_case_writes_a_label(live: Live) -> None:
