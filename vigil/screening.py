@@ -16,8 +16,6 @@ Order of effects for each transaction (an acknowledged decision is never lost):
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -30,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from vigil import metrics
 from vigil.db import repository as repo
-from vigil.db.engine import session_scope
+from vigil.db.engine import BatchDb
 from vigil.db.models import Decision, Transaction
 from vigil.errors import ServiceUnavailable, UnknownReference, VigilError
 from vigil.features.events import TransactionEvent
@@ -152,23 +150,12 @@ class Screener:
     """Screens batches; one per ingress replica (or per baseline process)."""
 
     def __init__(
-        self,
-        sessions: Any,
-        graph: ScoringGraph,
-        policy: DecisionPolicy,
-        events: EventSink | None = None,
-        *,
-        single_writer: bool = False,
+        self, db: BatchDb, graph: ScoringGraph, policy: DecisionPolicy, events: EventSink | None = None
     ) -> None:
-        self.sessions = sessions
+        self.db = db
         self.graph = graph
         self.policy = policy
         self.events = events
-        # SQLite has one writer at a time: concurrent batches' write transactions would meet in
-        # its busy handler, which sleeps 1-100 ms per retry. Queueing them here costs nothing.
-        self._write_lock: asyncio.Lock | contextlib.nullcontext[None] = (
-            asyncio.Lock() if single_writer else contextlib.nullcontext()
-        )
 
     async def screen(
         self, batch: Sequence[tuple[TransactionCreate, datetime]]
@@ -179,9 +166,9 @@ class Screener:
         first_of_key: dict[str, int] = {}
         for index, (data, _) in enumerate(batch):
             first_of_key.setdefault(data.idempotency_key, index)
-        async with self.sessions() as session:
-            stored = await repo.decisions_by_keys(session, keys=list(first_of_key))
-            missing = await repo.missing_references(session, items=[data for data, _ in batch])
+        stored, missing = await self.db.read(
+            repo.screening_lookup, keys=list(first_of_key), items=[data for data, _ in batch]
+        )
         todo: list[int] = []
         for index, (data, _) in enumerate(batch):
             key = data.idempotency_key
@@ -282,8 +269,7 @@ class Screener:
             _observe(s, decision)
         persist_started = time.perf_counter()
         try:
-            async with self._write_lock, session_scope(self.sessions) as session:
-                await repo.record_decided(session, items=decided)
+            await self.db.write(repo.record_decided, items=decided)
             for index, (data, _, decision) in zip(todo, decided, strict=True):
                 results[index] = ScreenResult.of(data.idempotency_key, decision, replayed=False)
         except IntegrityError:
@@ -301,12 +287,10 @@ class Screener:
     ) -> ScreenResult | VigilError:
         data = item[0]
         try:
-            async with self._write_lock, session_scope(self.sessions) as session:
-                (decision,) = await repo.record_decided(session, items=[item])
+            (decision,) = await self.db.write(repo.record_decided, items=[item])
             return ScreenResult.of(data.idempotency_key, decision, replayed=False)
         except IntegrityError:
-            async with self.sessions() as session:
-                stored = await repo.decisions_by_keys(session, keys=[data.idempotency_key])
+            stored = await self.db.read(repo.decisions_by_keys, keys=[data.idempotency_key])
             if data.idempotency_key not in stored:
                 raise
             stored_tx, stored_decision = stored[data.idempotency_key]

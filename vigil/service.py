@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from vigil import metrics
 from vigil.batching import MicroBatcher, QueueFull
 from vigil.db import repository as repo
-from vigil.db.engine import create_engine, is_sqlite, session_factory, session_scope
+from vigil.db.engine import BatchDb, create_engine, session_factory, session_scope
 from vigil.db.models import (
     Account,
     Alert,
@@ -83,9 +83,7 @@ class VigilService:
         max_concurrency: int = 4,
         max_queue: int = 0,
     ) -> None:
-        self.screener = Screener(
-            self.sessions, graph, policy, events, single_writer=is_sqlite(self.database_url)
-        )
+        self.screener = Screener(BatchDb(self.database_url, self.engine), graph, policy, events)
         self._batcher = MicroBatcher(
             self.screener.screen,
             max_batch=max_batch,
@@ -137,6 +135,8 @@ class VigilService:
         close = getattr(self.screener.graph, "close", None) if self.screener else None
         if close is not None:
             await close()
+        if self.screener is not None:
+            self.screener.db.close()
         await self.engine.dispose()
 
     async def ping_database(self) -> str | None:

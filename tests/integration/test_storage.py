@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -11,12 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from vigil.db import repository as repo
 from vigil.db.bulk import bulk_load
-from vigil.db.engine import create_engine, session_factory, session_scope
+from vigil.db.engine import BatchDb, create_engine, session_factory, session_scope
 from vigil.db.migrate import downgrade_async, upgrade_async
-from vigil.db.models import TABLE_ORDER, DeviceIpHistory, Transaction, User
+from vigil.db.models import TABLE_ORDER, Decision, DeviceIpHistory, ReviewCase, Transaction, User
 from vigil.errors import DuplicateIdempotencyKey, InvalidRequest, UnknownReference
 from vigil.schemas import AccountCreate, DeviceCreate, MerchantCreate, TransactionCreate, UserCreate
 
@@ -155,9 +158,64 @@ async def test_another_users_account_is_rejected_among_good_items(database_url: 
             world.tx("key-mix-3", user_id=other.user_id, account_id=account.account_id),
         ]
         async with world.sessions() as s:
-            bad = await repo.missing_references(s, items=items)
+            bad = await s.run_sync(repo.missing_references, items=items)
         assert bad == {1: f"account {account.account_id} does not belong to user {world.user.user_id}"}
     finally:
+        await world.engine.dispose()
+
+
+def _decided(
+    world: World, key: str, outcome: str = "approve"
+) -> tuple[TransactionCreate, datetime, Decision]:
+    decision = Decision(
+        transaction_id=0,
+        outcome=outcome,
+        reason_codes=["test"],
+        rule_hits=[],
+        latency_ms=1.0,
+        decided_at=T0,
+    )
+    return world.tx(key), T0, decision
+
+
+async def test_batch_db_stores_a_batch_whole_or_not_at_all(database_url: str) -> None:
+    """The screening path's one-hop unit of work: committed on return, rolled back on raise."""
+    world = await World(database_url).build()
+    db = BatchDb(database_url, world.engine)
+    try:
+        stored = await db.write(
+            repo.record_decided, items=[_decided(world, "batch-001"), _decided(world, "batch-002", "review")]
+        )
+        assert [d.transaction_id for d in stored] == sorted(d.transaction_id for d in stored)
+
+        def write_then_fail(session: Session) -> None:
+            repo.record_decided(session, items=[_decided(world, "batch-003")])
+            raise RuntimeError("fails after the insert")
+
+        with pytest.raises(RuntimeError):
+            await db.write(write_then_fail)
+        # a duplicate key in a batch with a fresh one: neither is stored
+        with pytest.raises(IntegrityError):
+            await db.write(
+                repo.record_decided, items=[_decided(world, "batch-004"), _decided(world, "batch-001")]
+            )
+        # concurrent batches (one writer on SQLite: they queue, none meets a locked database)
+        await asyncio.gather(
+            *(db.write(repo.record_decided, items=[_decided(world, f"concurrent-{i}")]) for i in range(8))
+        )
+        found, missing = await db.read(
+            repo.screening_lookup,
+            keys=["batch-001", "batch-002", "batch-003", "batch-004", "concurrent-0"],
+            items=[world.tx("lookup-ok"), world.tx("lookup-bad", merchant_id=999_999)],
+        )
+        assert set(found) == {"batch-001", "batch-002", "concurrent-0"}
+        assert found["batch-002"][1] is not None and found["batch-002"][1].outcome == "review"
+        assert missing == {1: "merchant 999999 does not exist"}
+        async with world.sessions() as s:
+            assert await repo.count_rows(s, Transaction) == 10
+            assert await repo.count_rows(s, ReviewCase) == 1
+    finally:
+        db.close()
         await world.engine.dispose()
 
 

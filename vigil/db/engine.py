@@ -1,15 +1,22 @@
-"""Async engines and sessions for SQLite (aiosqlite) and PostgreSQL (asyncpg)."""
+"""Async engines and sessions for SQLite (aiosqlite) and PostgreSQL (asyncpg), and
+:class:`BatchDb`, which runs a whole hot-path unit of work in one hop off the event loop."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def is_sqlite(url: str) -> bool:
@@ -27,18 +34,18 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
-
-        @sa.event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
+        sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **kwargs)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -50,3 +57,69 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
     """A session whose transaction commits on success and rolls back on any exception."""
     async with factory() as session, session.begin():
         yield session
+
+
+class BatchDb:
+    """Runs a synchronous unit of work (``fn(session, ...)``) on a sync :class:`Session`.
+
+    The screening path reads and writes a whole batch per call; through the async session
+    every statement is its own await (aiosqlite: a hop to its thread and back per execute and
+    per fetch; SQLAlchemy's greenlet bridge per call either way), and each hop waits its turn
+    on a busy event loop. Here the unit of work is one hop:
+
+    - file SQLite: a sync ``sqlite3`` engine on one dedicated thread (``sqlite3`` releases the
+      GIL while SQLite works). One thread is also the single writer SQLite wants: concurrent
+      batches queue here instead of meeting in SQLite's busy handler (1-100 ms sleeps);
+    - anything else (PostgreSQL/asyncpg): ``AsyncSession.run_sync``, one greenlet for the whole
+      function instead of one await per statement.
+
+    :meth:`write` commits when ``fn`` returns and rolls back if it raises, so a batch is stored
+    whole or not at all.
+    """
+
+    def __init__(self, url: str, engine: AsyncEngine) -> None:
+        self._async = session_factory(engine)
+        self._sync: sa.Engine | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        database = make_url(url).database
+        if is_sqlite(url) and database and database != ":memory:":
+            self._sync = sa.create_engine(
+                make_url(url).set(drivername="sqlite"),
+                connect_args={"timeout": 30, "check_same_thread": False},
+                pool_size=1,
+                max_overflow=0,
+                poolclass=sa.pool.QueuePool,
+            )
+            sa.event.listen(self._sync, "connect", _sqlite_pragmas)
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigil-db")
+
+    async def read(self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._run(False, fn, *args, **kwargs)
+
+    async def write(self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._run(True, fn, *args, **kwargs)
+
+    async def _run(self, commit: bool, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self._sync is None:
+            async with self._async() as session:
+                if not commit:
+                    return await session.run_sync(fn, *args, **kwargs)
+                async with session.begin():
+                    return await session.run_sync(fn, *args, **kwargs)
+        assert self._thread is not None
+        engine = self._sync
+
+        def unit() -> T:
+            with Session(engine, expire_on_commit=False) as session:
+                if not commit:
+                    return fn(session, *args, **kwargs)
+                with session.begin():
+                    return fn(session, *args, **kwargs)
+
+        return await asyncio.get_running_loop().run_in_executor(self._thread, unit)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+        if self._sync is not None:
+            self._sync.dispose()

@@ -1,5 +1,10 @@
 """Repository functions: the only code that writes rows. Keyword-only, one session each.
 
+Most take an :class:`AsyncSession`. The screening path's batch functions
+(:func:`screening_lookup`, :func:`record_decided`) are synchronous, on a sync
+:class:`~sqlalchemy.orm.Session`: they run whole in one hop through
+:class:`vigil.db.engine.BatchDb` (or ``AsyncSession.run_sync``).
+
 Each function checks references before it writes, so a bad request fails with a clear
 :class:`~vigil.errors.VigilError` and leaves the database as it was (the caller's transaction
 rolls back; see :func:`vigil.db.engine.session_scope`).
@@ -14,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from vigil.db.models import (
@@ -100,7 +106,7 @@ async def record_transaction(
     if existing is not None:
         assert existing.transaction_id is not None
         raise DuplicateIdempotencyKey(data.idempotency_key, existing.transaction_id)
-    bad = await missing_references(session, items=[data])
+    bad = await session.run_sync(missing_references, items=[data])
     if bad:
         raise UnknownReference(bad[0])
     tx = Transaction(
@@ -209,8 +215,15 @@ async def count_rows(session: AsyncSession, table: type) -> int:
     return int((await session.execute(sa.select(sa.func.count()).select_from(table))).scalar_one())
 
 
-async def decisions_by_keys(
-    session: AsyncSession, *, keys: Sequence[str]
+def screening_lookup(
+    session: Session, *, keys: Sequence[str], items: Sequence[TransactionCreate]
+) -> tuple[dict[str, tuple[Transaction, Decision | None]], dict[int, str]]:
+    """What screening a batch reads first: stored decisions by key, then bad references."""
+    return decisions_by_keys(session, keys=keys), missing_references(session, items=items)
+
+
+def decisions_by_keys(
+    session: Session, *, keys: Sequence[str]
 ) -> dict[str, tuple[Transaction, Decision | None]]:
     """Stored transactions (and their decisions) for these idempotency keys, by key."""
     if not keys:
@@ -220,10 +233,10 @@ async def decisions_by_keys(
         .join(Decision, col(Decision.transaction_id) == col(Transaction.transaction_id), isouter=True)
         .where(col(Transaction.idempotency_key).in_(list(keys)))
     )
-    return {tx.idempotency_key: (tx, decision) for tx, decision in (await session.execute(query)).all()}
+    return {tx.idempotency_key: (tx, decision) for tx, decision in session.execute(query).all()}
 
 
-async def missing_references(session: AsyncSession, *, items: Sequence[TransactionCreate]) -> dict[int, str]:
+def missing_references(session: Session, *, items: Sequence[TransactionCreate]) -> dict[int, str]:
     """Check every reference of a batch in one query; returns ``{index: reason}`` for bad ones.
 
     Only the columns the checks read are selected (no ORM objects), and the four lookups (users,
@@ -251,7 +264,7 @@ async def missing_references(session: AsyncSession, *, items: Sequence[Transacti
     ]
     found: dict[str, dict[int, Any]] = {kind: {} for kind in wanted}
     if parts:
-        for row in (await session.execute(sa.union_all(*parts))).all():
+        for row in session.execute(sa.union_all(*parts)).all():
             found[row.kind][int(row.id)] = row
     users, accounts, merchants, devices = (found[k] for k in ("user", "account", "merchant", "device"))
     bad: dict[int, str] = {}
@@ -274,8 +287,8 @@ async def missing_references(session: AsyncSession, *, items: Sequence[Transacti
     return bad
 
 
-async def record_decided(
-    session: AsyncSession,
+def record_decided(
+    session: Session,
     *,
     items: Sequence[tuple[TransactionCreate, datetime, Decision]],
     review_outcomes: frozenset[str] = frozenset({"review"}),
@@ -299,7 +312,7 @@ async def record_decided(
         row["created_at"] = data.created_at or received
         tx_rows.append(row)
     table = Transaction.__table__  # type: ignore[attr-defined]
-    returned = await session.execute(
+    returned = session.execute(
         sa.insert(table).returning(table.c.transaction_id, table.c.idempotency_key), tx_rows
     )
     ids = {key: int(tx_id) for tx_id, key in returned.all()}
@@ -330,7 +343,7 @@ async def record_decided(
         (Alert, alerts),
     ):
         if rows:
-            await session.execute(sa.insert(model.__table__), rows)  # type: ignore[union-attr]
+            session.execute(sa.insert(model.__table__), rows)  # type: ignore[union-attr]
     return [decision for _, _, decision in items]
 
 
