@@ -38,6 +38,13 @@ HTTP_SECONDS = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+SCREEN_PATH = Counter(
+    "vigil_screen_requests_total",
+    "POST /v1/transactions requests by who answered them: fast_path (well-formed: answered by "
+    "vigil.api.ScreenFastPath) or route (handed to the FastAPI route: errors, other content types).",
+    ["answered_by"],
+    registry=REGISTRY,
+)
 STAGE_SECONDS = Histogram(
     "vigil_stage_seconds",
     "Time per screening stage and batch (lookup, graph, persist, publish, total; on Ray the graph "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,11 +21,18 @@ from vigil.service import VigilService
 ADMIN_KEY, CLIENT_KEY, ANALYST_KEY = "adm-" + "a" * 32, "cli-" + "c" * 32, "ana-" + "n" * 32
 
 
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+@pytest.fixture(params=[True, False], ids=["fast-path", "fastapi-only"])
+async def client(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+    """Every test runs with and without :class:`vigil.api.ScreenFastPath`: same answers."""
+    async with _client(tmp_path, fast_path=request.param) as c:
+        yield c
+
+
+@contextlib.asynccontextmanager
+async def _client(tmp_path: Path, *, fast_path: bool) -> AsyncIterator[httpx.AsyncClient]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'vigil.db'}"
     await upgrade_async(url)
-    api = create_api()
+    api = create_api(screen_fast_path=fast_path)
     service = VigilService(url)
     # No models: the degraded mode (rules only, large amounts to review); the model path is
     # exercised with real models in tests/integration.
@@ -91,7 +100,6 @@ async def test_health_and_docs(client: httpx.AsyncClient) -> None:
 async def test_every_request_gets_an_id_and_one_json_access_line(
     client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import json
     import logging
 
     ids = await _world(client)
@@ -306,3 +314,76 @@ async def test_metrics_count_outcomes(client: httpx.AsyncClient) -> None:
     assert 'vigil_http_request_seconds_count{method="POST",route="/v1/transactions",status="2xx"}' in text
     assert 'route="/v1/transactions/{transaction_id}",status="4xx"' in text
     assert "987654" not in text
+
+
+async def test_the_fast_path_answers_exactly_as_the_fastapi_route(tmp_path: Path) -> None:
+    """The same requests to an app with :class:`vigil.api.ScreenFastPath` and one without:
+    same status, JSON body (but for timings) and headers, good and bad requests alike."""
+    (tmp_path / "fast").mkdir()
+    (tmp_path / "plain").mkdir()
+    ok = {"content-type": "application/json"}
+    as_client = ok | {"X-API-Key": CLIENT_KEY, "Authorization": ""}
+    async with (
+        _client(tmp_path / "fast", fast_path=True) as fast,
+        _client(tmp_path / "plain", fast_path=False) as plain,
+    ):
+        ids = await _world(fast)
+        assert await _world(plain) == ids
+
+        def body(**overrides: object) -> bytes:
+            return json.dumps(_tx(ids, **overrides)).encode()
+
+        requests: list[tuple[bytes, dict[str, str]]] = [
+            (body(), ok),  # screened: 201
+            (body(), ok),  # a retry: 200, replayed
+            (body(amount="500.00"), ok),  # same key, other request: 409
+            (body(idempotency_key="order-0002", amount="5000.00"), ok | {"x-request-id": "r-1"}),
+            (body(idempotency_key="order-0003", user_id=424242), ok),  # unknown user: 422
+            (body(idempotency_key="order-0004", amount="-1"), ok),
+            (body(idempotency_key="order-0005", unexpected=1), ok),
+            (b"{not json", ok),
+            (b"", ok),
+            (b"[1, 2]", ok),
+            ("ü".encode("latin-1"), ok),
+            (body(idempotency_key="order-0006"), {"content-type": "text/plain"}),
+            (body(idempotency_key="order-0007"), {}),
+            (body(idempotency_key="order-0008"), {"content-type": "application/json; charset=utf-8"}),
+            (body(idempotency_key="order-0009"), {"content-type": "application/vnd.vigil+json"}),
+            (body(idempotency_key="order-0010"), ok | {"Authorization": ""}),
+            (body(idempotency_key="order-0011"), ok | {"Authorization": f"Bearer {ANALYST_KEY}"}),
+            (body(idempotency_key="order-0012"), ok | {"Authorization": "Bearer nope-" + "x" * 30}),
+            *((body(idempotency_key=f"burst-{i:04d}"), as_client) for i in range(22)),  # 429s
+            (b"[" * 100_000, ok),
+        ]
+        before = _fast_answers(await fast.get("/metrics"))
+        for content, headers in requests:
+            a = await fast.post("/v1/transactions", content=content, headers=headers)
+            b = await plain.post("/v1/transactions", content=content, headers=headers)
+            assert a.status_code == b.status_code, (content[:80], a.text, b.text)
+            assert _comparable(a) == _comparable(b), (content[:80], a.text, b.text)
+            for name in ("content-type", "retry-after", "www-authenticate"):
+                assert a.headers.get(name) == b.headers.get(name), (name, content[:80])
+            if "x-request-id" in headers:
+                assert a.headers["x-request-id"] == b.headers["x-request-id"] == headers["x-request-id"]
+        metric = 'vigil_http_request_seconds_count{method="POST",route="/v1/transactions",status="2xx"}'
+        exposition = await fast.get("/metrics")
+        assert metric in exposition.text  # labelled like the route's
+        # the well-formed ones took the fast path: 201, 200, 409, 201, 422 (unknown user), the
+        # charset one, and 20 of the burst (the 2 over the limit went to the route)
+        assert _fast_answers(exposition) - before == 26
+
+
+def _fast_answers(exposition: httpx.Response) -> float:
+    prefix = 'vigil_screen_requests_total{answered_by="fast_path"} '
+    lines = [x for x in exposition.text.splitlines() if x.startswith(prefix)]
+    return float(lines[0][len(prefix) :]) if lines else 0.0
+
+
+def _comparable(response: httpx.Response) -> object:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if k not in {"latency_ms", "decided_at"}}
+    return data
