@@ -186,7 +186,8 @@ async def test_batch_db_stores_a_batch_whole_or_not_at_all(database_url: str) ->
         stored = await db.write(
             repo.record_decided, items=[_decided(world, "batch-001"), _decided(world, "batch-002", "review")]
         )
-        assert [d.transaction_id for d in stored] == sorted(d.transaction_id for d in stored)
+        ids = [d.transaction_id for d in stored]
+        assert all(i > 0 for i in ids) and ids == sorted(set(ids)), ids  # filled in, distinct, in order
 
         def write_then_fail(session: Session) -> None:
             repo.record_decided(session, items=[_decided(world, "batch-003")])
@@ -210,6 +211,7 @@ async def test_batch_db_stores_a_batch_whole_or_not_at_all(database_url: str) ->
         )
         assert set(found) == {"batch-001", "batch-002", "concurrent-0"}
         assert found["batch-002"][1] is not None and found["batch-002"][1].outcome == "review"
+        assert [found[k][0].transaction_id for k in ("batch-001", "batch-002")] == ids
         assert missing == {1: "merchant 999999 does not exist"}
         async with world.sessions() as s:
             assert await repo.count_rows(s, Transaction) == 10
