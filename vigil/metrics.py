@@ -88,6 +88,12 @@ REVIEW_RESOLVED = Counter(
     ["resolution"],
     registry=REGISTRY,
 )
+DB_CHECKPOINT_SECONDS = Histogram(
+    "vigil_db_checkpoint_seconds",
+    "Background SQLite WAL checkpoints (vigil.db.engine.WalCheckpointer), off the write path.",
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
 EVENTS_FAILED = Counter(
     "vigil_event_publish_failures_total", "Events that could not be published.", registry=REGISTRY
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -17,7 +18,13 @@ from sqlalchemy.orm import Session
 
 from vigil.db import repository as repo
 from vigil.db.bulk import bulk_load
-from vigil.db.engine import BatchDb, create_engine, session_factory, session_scope
+from vigil.db.engine import (
+    WRITER_AUTOCHECKPOINT_PAGES,
+    BatchDb,
+    create_engine,
+    session_factory,
+    session_scope,
+)
 from vigil.db.migrate import downgrade_async, upgrade_async
 from vigil.db.models import TABLE_ORDER, Decision, DeviceIpHistory, ReviewCase, Transaction, User
 from vigil.errors import DuplicateIdempotencyKey, InvalidRequest, UnknownReference
@@ -219,6 +226,33 @@ async def test_batch_db_stores_a_batch_whole_or_not_at_all(database_url: str) ->
     finally:
         db.close()
         await world.engine.dispose()
+
+
+async def test_sqlite_wal_is_checkpointed_beside_the_writer(tmp_path: Path) -> None:
+    """On file SQLite the batch writer does not checkpoint inside its commits (its threshold is
+    a safety net only); a background thread checkpoints every frame the writer appended."""
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'vigil.db'}"
+    await upgrade_async(database_url)
+    world = await World(database_url).build()
+    db = BatchDb(database_url, world.engine, checkpoint_interval_s=0.05)
+    try:
+        assert db.checkpointer is not None
+        pages = await db.read(lambda s: s.execute(sa.text("PRAGMA wal_autocheckpoint")).scalar())
+        assert pages == WRITER_AUTOCHECKPOINT_PAGES
+        for i in range(5):
+            await db.write(repo.record_decided, items=[_decided(world, f"wal-batch-{i}")])
+        deadline = time.monotonic() + 10
+        while not (db.checkpointer.last and db.checkpointer.last[1] > 0):
+            assert time.monotonic() < deadline, (
+                f"no checkpoint of the writer's frames: {db.checkpointer.last}"
+            )
+            await asyncio.sleep(0.05)
+        busy, frames, done = db.checkpointer.last
+        assert busy == 0 and done == frames, db.checkpointer.last
+    finally:
+        db.close()
+        await world.engine.dispose()
+    assert not db.checkpointer._thread.is_alive()
 
 
 async def test_duplicate_idempotency_key_is_rejected_and_changes_nothing(database_url: str) -> None:

@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -17,6 +21,11 @@ from sqlalchemy.orm import Session
 
 P = ParamSpec("P")
 T = TypeVar("T")
+log = logging.getLogger("vigil.db")
+
+# The hot-path writer's auto-checkpoint threshold in WAL pages (SQLite's default is 1000, ~4 MB):
+# a safety net only, for when the background checkpointer falls behind (see WalCheckpointer).
+WRITER_AUTOCHECKPOINT_PAGES = 16384
 
 
 def is_sqlite(url: str) -> bool:
@@ -59,6 +68,59 @@ async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
         yield session
 
 
+class WalCheckpointer:
+    """Checkpoints a SQLite database's write-ahead log from its own thread and connection.
+
+    By default the connection whose commit takes the WAL past 1000 pages copies the log into the
+    database file and syncs it, inside that commit. Measured on this machine's disk at 300
+    decisions/s: one batch's write every few seconds took 0.24-0.49 s instead of ~5 ms, and every
+    request queued behind it (a 20 s open-loop round with one such stall: p99 434 ms; rounds
+    without: 85-120 ms). Here a ``PASSIVE``
+    checkpoint runs every ``interval_s`` beside the writer (SQLite lets a checkpoint and a writer
+    work at once in WAL mode; ``sqlite3`` releases the GIL meanwhile), and the writer's own
+    threshold is raised to :data:`WRITER_AUTOCHECKPOINT_PAGES` as a safety net. Durability is
+    unchanged: a commit is in the WAL either way; checkpointing only moves it.
+    """
+
+    def __init__(self, path: str, *, interval_s: float = 1.0) -> None:
+        self.path = path
+        self.interval_s = interval_s
+        self.runs = 0
+        self.last: tuple[int, int, int] | None = None  # (busy, frames in the WAL, checkpointed)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="vigil-wal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        from vigil import metrics
+
+        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        try:
+            while not self._stop.wait(self.interval_s):
+                started = time.perf_counter()
+                try:
+                    row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as exc:  # e.g. the file went away: keep trying, say why
+                    log.warning("WAL checkpoint of %s failed: %s", self.path, exc)
+                    continue
+                metrics.DB_CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
+                self.last = (int(row[0]), int(row[1]), int(row[2]))
+                self.runs += 1
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _writer_pragmas(dbapi_connection: Any, record: Any) -> None:
+    _sqlite_pragmas(dbapi_connection, record)
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WRITER_AUTOCHECKPOINT_PAGES}")
+    cursor.close()
+
+
 class BatchDb:
     """Runs a synchronous unit of work (``fn(session, ...)``) on a sync :class:`Session`.
 
@@ -74,13 +136,15 @@ class BatchDb:
       function instead of one await per statement.
 
     :meth:`write` commits when ``fn`` returns and rolls back if it raises, so a batch is stored
-    whole or not at all.
+    whole or not at all. On file SQLite a :class:`WalCheckpointer` keeps WAL checkpoints out of
+    the batch's commit (``checkpoint_interval_s``).
     """
 
-    def __init__(self, url: str, engine: AsyncEngine) -> None:
+    def __init__(self, url: str, engine: AsyncEngine, *, checkpoint_interval_s: float = 1.0) -> None:
         self._async = session_factory(engine)
         self._sync: sa.Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self.checkpointer: WalCheckpointer | None = None
         database = make_url(url).database
         if is_sqlite(url) and database and database != ":memory:":
             self._sync = sa.create_engine(
@@ -90,8 +154,9 @@ class BatchDb:
                 max_overflow=0,
                 poolclass=sa.pool.QueuePool,
             )
-            sa.event.listen(self._sync, "connect", _sqlite_pragmas)
+            sa.event.listen(self._sync, "connect", _writer_pragmas)
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vigil-db")
+            self.checkpointer = WalCheckpointer(database, interval_s=checkpoint_interval_s)
 
     async def read(self, fn: Callable[Concatenate[Session, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._run(False, fn, *args, **kwargs)
@@ -121,5 +186,7 @@ class BatchDb:
     def close(self) -> None:
         if self._thread is not None:
             self._thread.shutdown(wait=True)
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         if self._sync is not None:
             self._sync.dispose()
