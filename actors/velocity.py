@@ -2,17 +2,33 @@
 detached actor (shared by every ingress replica, outliving the replica that created it) that Ray
 restarts when it dies (``max_restarts=-1``); calls in flight are retried on the new incarnation
 (``max_task_retries=-1``), which rebuilds its state from the database (see vigil/velocity.py).
+
+Only a restarted incarnation needs the settle window (answers of the dead one may still be
+committing); a first start has no predecessor, so it settles at once and users it warms or
+loads are final.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import ray
 
 from vigil.velocity import VelocityShard
 
-VelocityShardActor = ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)(VelocityShard)
+log = logging.getLogger("vigil.velocity")
+SETTLE_S = 5.0
+
+
+class _Shard(VelocityShard):
+    def __init__(self, index: int, count: int, database_url: str) -> None:
+        restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        super().__init__(index, count, database_url, settle_s=SETTLE_S if restarted else 0.0)
+
+
+VelocityShardActor = ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)(_Shard)
 
 
 def shard_name(index: int, count: int) -> str:
@@ -27,3 +43,22 @@ def get_or_create_shards(count: int, database_url: str, *, namespace: str = "vig
         ).remote(i, count, database_url)
         for i in range(count)
     ]
+
+
+def warm_shards(shards: list[Any], users: int, *, timeout_s: float = 120.0) -> None:
+    """Have every shard load its share of the ``users`` most recently active users, and wait
+    (a replica becomes ready warm). Past ``timeout_s`` the shards go on loading in the
+    background and traffic is served meanwhile (users not loaded yet load on first use)."""
+    if users <= 0 or not shards:
+        return
+    per_shard = -(-users // len(shards))
+    pending = [shard.warm.remote(per_shard) for shard in shards]
+    started = time.monotonic()
+    _, not_done = ray.wait(pending, num_returns=len(pending), timeout=timeout_s)
+    loaded = sum(ray.get(ref) for ref in pending if ref not in not_done)
+    log.info(
+        "velocity shards: %d users loaded in %.1f s%s",
+        loaded,
+        time.monotonic() - started,
+        f" ({len(not_done)} shards still loading)" if not_done else "",
+    )

@@ -26,14 +26,16 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def ingress_settings(serve_config: Path) -> tuple[dict[str, Any], dict[str, Any], float]:
-    """``(policy, batch, rate_limit_per_minute)`` as the graph's Ingress gets them."""
+def ingress_settings(serve_config: Path) -> tuple[dict[str, Any], dict[str, Any], float, int]:
+    """``(policy, batch, rate_limit_per_minute, velocity_warm_users)`` as the graph's Ingress gets them."""
     raw = yaml.safe_load(serve_config.read_text())
     (app,) = [a for a in raw["applications"] if a["import_path"] == "deployments.app:build_app"]
     (ingress,) = [d for d in app.get("deployments", []) if d["name"] == "Ingress"]
     user_config = ingress.get("user_config") or {}
-    rate = float((app.get("args") or {}).get("rate_limit_per_minute", 6000.0))  # AppArgs' default
-    return dict(user_config.get("policy") or {}), dict(user_config.get("batch") or {}), rate
+    args = app.get("args") or {}
+    rate = float(args.get("rate_limit_per_minute", 6000.0))  # AppArgs' defaults
+    warm = int(args.get("velocity_warm_users", 4000))
+    return dict(user_config.get("policy") or {}), dict(user_config.get("batch") or {}), rate, warm
 
 
 def build(serve_config: Path) -> Any:
@@ -51,7 +53,7 @@ def build(serve_config: Path) -> Any:
     settings = get_settings()
     database_url = settings.effective_database_url
     tracking_uri = settings.tracking_uri
-    policy, batch, rate = ingress_settings(serve_config)
+    policy, batch, rate, warm = ingress_settings(serve_config)
     api = create_api()
     service = VigilService(database_url)
     graph = LocalGraph(
@@ -69,9 +71,13 @@ def build(serve_config: Path) -> Any:
     install_key_store(api, load_key_store(settings.home.resolve()).store)
     install_rate_limiter(api, InMemoryRateLimiter(RateLimit.per_minute(rate)))
 
+    async def _warm() -> None:  # as the graph's Ingress does before it is ready
+        await graph.shard.warm(warm)
+
     async def _close() -> None:
         await service.close()
 
+    api.router.on_startup.append(_warm)
     api.router.on_shutdown.append(_close)
     return api
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from ray import serve
 
-from actors.velocity import get_or_create_shards
+from actors.velocity import get_or_create_shards, warm_shards
 from deployments.graph import ServeGraph
 from kyc.errors import InvalidImage
 from vigil.api import create_api, install_service
@@ -45,9 +45,11 @@ class Ingress:
         anomaly: Any,
         rate_limit_per_minute: float = 6000.0,
         kyc: Any = None,
+        warm_users: int = 0,
     ) -> None:
         self.service = VigilService(database_url)
         self.shards = get_or_create_shards(velocity_shards, database_url)
+        warm_shards(self.shards, warm_users)
         self.graph = ServeGraph(self.shards, rules, supervised, anomaly)
         self.rules = rules
         self.service.attach_screening(self.graph, DecisionPolicy(), create_event_bus(redis_url))

@@ -52,7 +52,8 @@ class LocalGraph:
         for model in (supervised, anomaly):
             if model is not None:
                 check_model(model)
-        self.shard = VelocityShard(0, 1, database_url)
+        # In-process: no earlier incarnation can have answers still committing, so no settling.
+        self.shard = VelocityShard(0, 1, database_url, settle_s=0.0)
         self.supervised = supervised.single_threaded() if supervised else None
         self.anomaly = anomaly
         self.explain_above = explain_above

@@ -158,6 +158,29 @@ class VelocityShard:
             else:
                 self.unsettled.pop(uid, None)
 
+    async def warm(self, max_users: int, *, chunk: int = 64) -> int:
+        """Load up to ``max_users`` of this shard's most recently active users now, so that the
+        first traffic after a start does not pay for rebuilding them (a batch of ~60 new users
+        took 150-240 ms in its features stage, against ~6 ms warm). Recovers the entity state
+        too. Loads ``chunk`` users per turn of the lock, so traffic interleaves. Returns how many
+        users it loaded (those already loaded are skipped, so a second call is cheap)."""
+        if max_users <= 0:
+            return 0
+        async with self.sessions() as session:
+            recent = await history.recent_user_ids(session, limit=max_users * self.count)
+        mine = [uid for uid in recent if shard_of_user(uid, self.count) == self.index][:max_users]
+        loaded = 0
+        async with self._lock:
+            if not self._recovered:
+                await self._recover_entities()
+        for start in range(0, len(mine), chunk):
+            async with self._lock:
+                todo = [uid for uid in mine[start : start + chunk] if uid not in self.users]
+                if todo:
+                    await self._load_users(todo)
+                    loaded += len(todo)
+        return loaded
+
     async def observe(self, batch: list[Observation]) -> list[Row]:
         """Read, then learn, each observation in order; a seen key returns its first row."""
         async with self._lock:

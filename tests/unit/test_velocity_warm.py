@@ -1,0 +1,89 @@
+"""Warming the velocity shards: the most recently active users are loaded before traffic, each
+to exactly the state a lazy load on first use would give."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from vigil.db.migrate import upgrade_async
+from vigil.local_graph import LocalGraph
+from vigil.policy import DecisionPolicy
+from vigil.schemas import AccountCreate, MerchantCreate, TransactionCreate, UserCreate
+from vigil.service import VigilService
+from vigil.velocity import VelocityShard, shard_of_user
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+async def _history(url: str) -> list[int]:
+    """Five users, user i last active i hours ago (so newest first = the list's order)."""
+    service = VigilService(url)
+    graph = LocalGraph(url, supervised=None, anomaly=None)
+    service.attach_screening(graph, DecisionPolicy())
+    users = []
+    try:
+        merchant = await service.create_merchant(
+            MerchantCreate(name="Shop", category="grocery", country="GB", lat=51.5, lon=0)
+        )
+        for i in range(5):
+            user = await service.create_user(
+                UserCreate(full_name=f"U{i}", country="GB", home_lat=51.5, home_lon=0)
+            )
+            account = await service.create_account(AccountCreate(user_id=user.user_id, currency="EUR"))
+            for j in range(3):
+                at = NOW - timedelta(hours=i, minutes=10 * j)
+                tx = TransactionCreate(
+                    idempotency_key=f"warm-{i}-{j}-key",
+                    user_id=user.user_id,
+                    account_id=account.account_id,
+                    merchant_id=merchant.merchant_id,
+                    amount=Decimal(f"{10 + 7 * i + j}.00"),
+                    currency="EUR",
+                    channel="ecommerce",
+                    country="GB",
+                    created_at=at,
+                )
+                await service.screen(tx, received_at=at)
+            assert user.user_id is not None
+            users.append(user.user_id)
+    finally:
+        await service.close()
+        await graph.close()
+    return users
+
+
+async def test_warm_loads_the_most_recent_users_to_the_state_a_lazy_load_gives(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'vigil.db'}"
+    await upgrade_async(url)
+    users = await _history(url)
+    warm, cold = VelocityShard(0, 1, url, settle_s=0.0), VelocityShard(0, 1, url, settle_s=0.0)
+    try:
+        assert await warm.warm(3) == 3
+        assert set(warm.users) == set(users[:3])  # the three most recently active
+        assert warm.unsettled == {}  # a first start settles at once: nothing is loaded twice
+        assert await warm.warm(3) == 0  # already loaded: a redeploy's call is cheap
+        for uid in users:
+            assert await warm.user_counts(uid, NOW) == await cold.user_counts(uid, NOW)
+    finally:
+        await warm.close()
+        await cold.close()
+
+
+async def test_each_shard_warms_only_its_own_users_and_a_restart_still_settles(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'vigil.db'}"
+    await upgrade_async(url)
+    users = await _history(url)
+    shards = [VelocityShard(i, 2, url, settle_s=5.0) for i in range(2)]
+    try:
+        loaded = [await shard.warm(10) for shard in shards]
+        assert sum(loaded) == len(users)
+        for i, shard in enumerate(shards):
+            assert all(shard_of_user(uid, 2) == i for uid in shard.users)
+            # a restarted incarnation (settle_s > 0) rebuilds what it loaded early once more
+            assert set(shard.unsettled) == set(shard.users)
+        assert await shards[0].warm(0) == 0
+    finally:
+        for shard in shards:
+            await shard.close()
