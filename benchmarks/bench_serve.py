@@ -41,7 +41,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -53,7 +52,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from vigil.infra.ports import free_port_pair
+
 ROOT = Path(__file__).resolve().parents[1]
+
 RESULTS = ROOT / "benchmarks" / "results"
 LUA = ROOT / "benchmarks" / "serve_load.lua"
 PY = sys.executable
@@ -149,12 +151,6 @@ def write_bodies(home: Path, out: Path, count: int = BODIES) -> int:
     return len(rows)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # ---------------------------------------------------------------------------------------------
 # processes
 # ---------------------------------------------------------------------------------------------
@@ -186,7 +182,7 @@ class System:
 
 
 def start_system(name: str, home: Path, db: Path, env_extra: dict[str, str], bench_config: Path) -> System:
-    port = free_port()
+    port = free_port_pair()
     env = base_env(home) | {"VIGIL_DATABASE_URL": sqlite_url(db), "VIGIL_HTTP_PORT": str(port)}
     env |= env_extra
     log = home / "logs" / f"{name}.log"

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import re
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from vigil.infra.ports import free_port_pair
 from vigil.replay import ReplaySummary, request_body
 
 pytestmark = [
@@ -44,12 +44,6 @@ class Live:
     database_url: str
     replay_rows: pd.DataFrame
     fraud: pd.DataFrame  # the truth for the replayed rows: transaction_id, fraud_type
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +82,7 @@ def live(
         label_delay=timedelta(days=7),
     )
 
-    port = _free_port()
+    port = free_port_pair()
     os.environ["VIGIL_API_KEYS"] = f"admin:ops:{ADMIN_KEY},analyst:ana:{ANALYST_KEY}"
     os.environ["VIGIL_HOME"] = str(root)
     settings = Settings(home=root, http_port=port)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,15 +14,11 @@ import httpx
 import psutil
 import pytest
 
+from vigil.infra.ports import free_port_pair
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _tree(proc: psutil.Process) -> list[psutil.Process]:
@@ -52,7 +47,7 @@ def _cmd(seen: dict[int, psutil.Process], pid: str) -> str:
 
 
 def test_vigil_up_serves_on_loopback_and_stops_cleanly(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port_pair()
     env = {**os.environ, "VIGIL_HOME": str(tmp_path), "VIGIL_HTTP_PORT": str(port), "VIGIL_RAY_NUM_CPUS": "2"}
     for name in ("DATABASE_URL", "VIGIL_DATABASE_URL", "VIGIL_RAY_ADDRESS", "RAY_ADDRESS"):
         env.pop(name, None)
