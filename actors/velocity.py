@@ -16,19 +16,22 @@ from typing import Any
 
 import ray
 
-from vigil.velocity import VelocityShard
+from vigil import velocity
 
 log = logging.getLogger("vigil.velocity")
 SETTLE_S = 5.0
 
 
-class _Shard(VelocityShard):
+class VelocityShard(velocity.VelocityShard):
+    """The actor's class: the shard logic, settling only when it replaces a dead incarnation
+    (named like that logic, so Ray's process title stays ``ray::VelocityShard``)."""
+
     def __init__(self, index: int, count: int, database_url: str) -> None:
         restarted = ray.get_runtime_context().was_current_actor_reconstructed
         super().__init__(index, count, database_url, settle_s=SETTLE_S if restarted else 0.0)
 
 
-VelocityShardActor = ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)(_Shard)
+VelocityShardActor = ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)(VelocityShard)
 
 
 def shard_name(index: int, count: int) -> str:
