@@ -75,17 +75,16 @@ class WalCheckpointer:
     database file and syncs it, inside that commit. Measured on this machine's disk at 300
     decisions/s: one batch's write every few seconds took 0.24-0.49 s instead of ~5 ms, and every
     request queued behind it (a 20 s open-loop round with one such stall: p99 434 ms; rounds
-    without: 85-120 ms). Here a ``PASSIVE``
-    checkpoint runs every ``interval_s`` beside the writer (SQLite lets a checkpoint and a writer
-    work at once in WAL mode; ``sqlite3`` releases the GIL meanwhile), and the writer's own
-    threshold is raised to :data:`WRITER_AUTOCHECKPOINT_PAGES` as a safety net. Durability is
-    unchanged: a commit is in the WAL either way; checkpointing only moves it.
+    without: 85-120 ms). Here a ``PASSIVE`` checkpoint runs every ``interval_s`` beside the
+    writer (SQLite lets a checkpoint and a writer work at once in WAL mode; ``sqlite3`` releases
+    the GIL meanwhile), and the writer's own threshold is raised to
+    :data:`WRITER_AUTOCHECKPOINT_PAGES` as a safety net. Durability is unchanged: a commit is in
+    the WAL either way; checkpointing only moves it.
     """
 
     def __init__(self, path: str, *, interval_s: float = 1.0) -> None:
         self.path = path
         self.interval_s = interval_s
-        self.runs = 0
         self.last: tuple[int, int, int] | None = None  # (busy, frames in the WAL, checkpointed)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="vigil-wal-checkpoint", daemon=True)
@@ -105,7 +104,6 @@ class WalCheckpointer:
                     continue
                 metrics.DB_CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
                 self.last = (int(row[0]), int(row[1]), int(row[2]))
-                self.runs += 1
         finally:
             conn.close()
 
