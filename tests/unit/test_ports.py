@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
+from vigil.infra import ports
 from vigil.infra.ports import _ephemeral_range, free_port_pair
 
 
@@ -17,10 +20,12 @@ def test_a_free_pair_lies_below_the_ephemeral_range_and_both_bind() -> None:
             b.bind(("127.0.0.1", port + 1))
 
 
-def test_a_taken_port_is_not_offered() -> None:
-    taken = free_port_pair()
+def test_a_taken_port_is_not_offered(monkeypatch: pytest.MonkeyPatch) -> None:
+    base = free_port_pair()
+    # three candidates only: base (its +1 is taken), base+1 (taken), base+2
+    monkeypatch.setattr(ports, "_ephemeral_range", lambda: (base + 4, base + 10))
     with socket.socket() as holder:
-        holder.bind(("127.0.0.1", taken + 1))
+        holder.bind(("127.0.0.1", base + 1))
         holder.listen()
-        offered = {free_port_pair() for _ in range(30)}
-    assert taken not in offered and taken + 1 not in offered
+        offered = {free_port_pair(start=base) for _ in range(10)}
+    assert offered == {base + 2}

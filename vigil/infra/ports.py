@@ -16,14 +16,14 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999  # Linux's default
 
 
-def free_port_pair(host: str = "127.0.0.1", *, attempts: int = 200) -> int:
+def free_port_pair(host: str = "127.0.0.1", *, start: int = 20000, attempts: int = 200) -> int:
     """A port ``p`` such that ``p`` and ``p + 1`` are free on ``host`` (``vigil up`` serves the
     API on ``p`` and moves Serve's proxy to ``p + 1``), chosen *below* the kernel's ephemeral
     range. A port the kernel hands out (``bind(0)``) lies inside that range, where a local Ray's
     dozens of outgoing connections can take it before the server binds it: seen here as Serve's
     ``NoAvailablePortError`` and a failed deploy."""
     low, _ = _ephemeral_range()
-    candidates = list(range(20000, max(20001, low - 1)))
+    candidates = list(range(start, max(start + 1, low - 1)))
     random.shuffle(candidates)
     for port in candidates[:attempts]:
         with contextlib.ExitStack() as stack:
