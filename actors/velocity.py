@@ -5,7 +5,8 @@ restarts when it dies (``max_restarts=-1``); calls in flight are retried on the 
 
 Only a restarted incarnation needs the settle window (answers of the dead one may still be
 committing); a first start has no predecessor, so it settles at once and users it warms or
-loads are final.
+loads are final. A first start is warmed before traffic (:func:`warm_shards`, from the Ingress);
+a restarted one loads users on first use and warms the rest in the background once settled.
 """
 
 from __future__ import annotations
@@ -26,9 +27,15 @@ class VelocityShard(velocity.VelocityShard):
     """The actor's class: the shard logic, settling only when it replaces a dead incarnation
     (named like that logic, so Ray's process title stays ``ray::VelocityShard``)."""
 
-    def __init__(self, index: int, count: int, database_url: str) -> None:
+    def __init__(self, index: int, count: int, database_url: str, warm_users: int = 0) -> None:
         restarted = ray.get_runtime_context().was_current_actor_reconstructed
-        super().__init__(index, count, database_url, settle_s=SETTLE_S if restarted else 0.0)
+        super().__init__(
+            index,
+            count,
+            database_url,
+            settle_s=SETTLE_S if restarted else 0.0,
+            warm_after_settle=warm_users if restarted else 0,
+        )
 
 
 VelocityShardActor = ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)(VelocityShard)
@@ -38,12 +45,15 @@ def shard_name(index: int, count: int) -> str:
     return f"vigil-velocity-{index}-of-{count}"
 
 
-def get_or_create_shards(count: int, database_url: str, *, namespace: str = "vigil") -> list[Any]:
-    """Handles to the ``count`` named shard actors, created if missing."""
+def get_or_create_shards(
+    count: int, database_url: str, *, namespace: str = "vigil", warm_users: int = 0
+) -> list[Any]:
+    """Handles to the ``count`` named shard actors, created if missing. A shard that Ray restarts
+    warms its share of ``warm_users`` in the background once its settle window has passed."""
     return [
         VelocityShardActor.options(
             name=shard_name(i, count), namespace=namespace, lifetime="detached", get_if_exists=True
-        ).remote(i, count, database_url)
+        ).remote(i, count, database_url, -(-warm_users // count))
         for i in range(count)
     ]
 

@@ -25,6 +25,8 @@ again; they refresh themselves on the next event.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 import uuid
 from collections import OrderedDict
@@ -46,6 +48,7 @@ from vigil.features.online import (
 from vigil.features.spec import FEATURE_NAMES, WINDOWS_NS
 
 Row = dict[str, float]
+log = logging.getLogger("vigil.velocity")
 
 #: How many idempotency keys a shard remembers (retries arrive within seconds).
 SEEN_KEYS = 200_000
@@ -103,7 +106,12 @@ def merge_rows(events: list[TransactionEvent], partial: list[tuple[list[int], li
 class VelocityShard:
     """The shard's logic, plain Python (the Ray actor below wraps it; tests use it directly)."""
 
-    def __init__(self, index: int, count: int, database_url: str, *, settle_s: float = 5.0) -> None:
+    def __init__(
+        self, index: int, count: int, database_url: str, *, settle_s: float = 5.0, warm_after_settle: int = 0
+    ) -> None:
+        """``warm_after_settle``: once the settle window has passed, :meth:`warm` this many users
+        in the background (what a restarted incarnation does; a first start is warmed by its
+        caller before traffic instead)."""
         self.index, self.count = index, count
         self.incarnation = uuid.uuid4().hex[:8]
         self.engine = (
@@ -123,6 +131,8 @@ class VelocityShard:
         self.unsettled: dict[int, list[tuple[str, TransactionEvent]]] = {}
         self._recovered = False
         self._lock = asyncio.Lock()
+        self._warm_after_settle = warm_after_settle
+        self._warming: asyncio.Task[int] | None = None
 
     async def _recover_entities(self) -> None:
         since = datetime.now(UTC) - timedelta(microseconds=max(WINDOWS_NS.values()) // 1000)
@@ -181,12 +191,22 @@ class VelocityShard:
                     loaded += len(todo)
         return loaded
 
+    async def _warm_in_background(self) -> int:
+        try:
+            return await self.warm(self._warm_after_settle, chunk=8)
+        except Exception:  # users not warmed load on first use, as without warming
+            log.exception("velocity shard %d/%d: background warm-up failed", self.index, self.count)
+            return 0
+
     async def observe(self, batch: list[Observation]) -> list[Row]:
         """Read, then learn, each observation in order; a seen key returns its first row."""
         async with self._lock:
             if not self._recovered:
                 await self._recover_entities()
             settled = time.monotonic() - self.started >= self.settle_s
+            if settled and self._warm_after_settle and self._warming is None:
+                # small chunks: each holds the lock a few ms against the traffic's calls
+                self._warming = asyncio.get_running_loop().create_task(self._warm_in_background())
             need = {
                 o.event.user_id
                 for o in batch
@@ -244,6 +264,10 @@ class VelocityShard:
             return self.users[user_id].features(probe)
 
     async def close(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warming
         await self.engine.dispose()
 
     async def info(self) -> dict[str, Any]:

@@ -3,16 +3,18 @@ to exactly the state a lazy load on first use would give."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from vigil.db.migrate import upgrade_async
+from vigil.features.events import TransactionEvent
 from vigil.local_graph import LocalGraph
 from vigil.policy import DecisionPolicy
 from vigil.schemas import AccountCreate, MerchantCreate, TransactionCreate, UserCreate
 from vigil.service import VigilService
-from vigil.velocity import VelocityShard, shard_of_user
+from vigil.velocity import Observation, VelocityShard, shard_of_user
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -54,6 +56,10 @@ async def _history(url: str) -> list[int]:
     return users
 
 
+def _event(user_id: int) -> TransactionEvent:
+    return TransactionEvent(transaction_id=0, user_id=user_id, created_at=NOW, amount=5.0)
+
+
 async def test_warm_loads_the_most_recent_users_to_the_state_a_lazy_load_gives(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'vigil.db'}"
     await upgrade_async(url)
@@ -87,3 +93,22 @@ async def test_each_shard_warms_only_its_own_users_and_a_restart_still_settles(t
     finally:
         for shard in shards:
             await shard.close()
+
+
+async def test_a_restarted_shard_warms_in_the_background_once_settled(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'vigil.db'}"
+    await upgrade_async(url)
+    users = await _history(url)
+    shard = VelocityShard(0, 1, url, settle_s=0.3, warm_after_settle=3)
+    try:
+        probe = [Observation("restart-probe-1", _event(users[4]), user=True, entity=True)]
+        await shard.observe(probe)  # inside the settle window: loads only its own user, lazily
+        assert set(shard.users) == {users[4]} and shard._warming is None
+        await asyncio.sleep(0.35)
+        await shard.observe([Observation("restart-probe-2", _event(users[4]), user=True, entity=True)])
+        assert shard._warming is not None
+        assert await shard._warming == 3
+        assert set(users[:3]) <= set(shard.users)
+        assert not set(users[:3]) & set(shard.unsettled)  # loaded after the window: final
+    finally:
+        await shard.close()
