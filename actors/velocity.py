@@ -45,6 +45,11 @@ def shard_name(index: int, count: int) -> str:
     return f"vigil-velocity-{index}-of-{count}"
 
 
+def share(users: int, count: int) -> int:
+    """Each of ``count`` shards' part of ``users`` to warm (rounded up)."""
+    return -(-users // count)
+
+
 def get_or_create_shards(
     count: int, database_url: str, *, namespace: str = "vigil", warm_users: int = 0
 ) -> list[Any]:
@@ -53,7 +58,7 @@ def get_or_create_shards(
     return [
         VelocityShardActor.options(
             name=shard_name(i, count), namespace=namespace, lifetime="detached", get_if_exists=True
-        ).remote(i, count, database_url, -(-warm_users // count))
+        ).remote(i, count, database_url, share(warm_users, count))
         for i in range(count)
     ]
 
@@ -64,8 +69,7 @@ def warm_shards(shards: list[Any], users: int, *, timeout_s: float = 120.0) -> N
     background and traffic is served meanwhile (users not loaded yet load on first use)."""
     if users <= 0 or not shards:
         return
-    per_shard = -(-users // len(shards))
-    pending = [shard.warm.remote(per_shard) for shard in shards]
+    pending = [shard.warm.remote(share(users, len(shards))) for shard in shards]
     started = time.monotonic()
     _, not_done = ray.wait(pending, num_returns=len(pending), timeout=timeout_s)
     loaded = sum(ray.get(ref) for ref in pending if ref not in not_done)

@@ -162,10 +162,10 @@ class ScreenFastPath:
 
     The transaction route is the hot path and, on the 2-core benchmark box, ~42% of the Ingress's
     GIL time at 300 requests/s was under the FastAPI app: routing, dependency solving, validation,
-    the response-model round trip (py-spy ``--gil``; ~27% with this middleware). Here, a request with a JSON body, a valid client key, a body
-    that validates and tokens left in its bucket is authenticated, rate-limited and validated by
-    the same functions the route's dependencies use, screened by the same service call, and
-    answered with the same JSON. Any other request (a 401/403/422/429 in the making, another
+    the response-model round trip (py-spy ``--gil``; ~27% with this middleware). Here, a request
+    with a JSON body, a valid client key, a body that validates and tokens left in its bucket is
+    authenticated, rate-limited and validated by the same functions the route's dependencies
+    use, screened by the same service call, and answered with the same JSON. Any other request (a 401/403/422/429 in the making, another
     content type) is handed, body and all, to the FastAPI app, which answers it exactly as it
     would without this middleware: the error paths are FastAPI's own, by construction. It sits
     inside :class:`RequestLog` and :class:`BodyLimit`, so request ids, access logs, HTTP metrics

@@ -104,7 +104,8 @@ def merge_rows(events: list[TransactionEvent], partial: list[tuple[list[int], li
 
 
 class VelocityShard:
-    """The shard's logic, plain Python (the Ray actor below wraps it; tests use it directly)."""
+    """The shard's logic, plain Python (``actors/velocity.py`` wraps it in a Ray actor; tests and
+    the in-process baseline use it directly)."""
 
     def __init__(
         self, index: int, count: int, database_url: str, *, settle_s: float = 5.0, warm_after_settle: int = 0
