@@ -72,6 +72,7 @@ def build(serve_config: Path) -> Any:
     install_rate_limiter(api, InMemoryRateLimiter(RateLimit.per_minute(rate)))
 
     async def _warm() -> None:  # as the graph's Ingress does before it is ready
+        service.start_background()
         await graph.shard.warm(warm)
 
     async def _close() -> None:

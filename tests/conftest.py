@@ -1,2 +1,58 @@
 """Test tiers: ``tests/unit`` never starts Ray or touches the network; ``tests/integration``
 talks to a real local Ray, PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from vigil.schemas import TransactionCreate
+    from vigil.service import VigilService
+
+
+@dataclass(frozen=True)
+class Shop:
+    """A user in GB with a EUR account, and a merchant, stored through a :class:`VigilService`."""
+
+    user_id: int
+    account_id: int
+    merchant_id: int
+
+    def tx(self, key: str, amount: str, **fields: Any) -> TransactionCreate:
+        from vigil.schemas import TransactionCreate
+
+        return TransactionCreate(
+            idempotency_key=key,
+            user_id=self.user_id,
+            account_id=self.account_id,
+            merchant_id=self.merchant_id,
+            amount=Decimal(amount),
+            currency="EUR",
+            channel="ecommerce",
+            country="GB",
+            **fields,
+        )
+
+
+async def _open_shop(service: VigilService) -> Shop:
+    from vigil.schemas import AccountCreate, MerchantCreate, UserCreate
+
+    user = await service.create_user(UserCreate(full_name="Ada", country="GB", home_lat=51.5, home_lon=0))
+    assert user.user_id is not None
+    account = await service.create_account(AccountCreate(user_id=user.user_id, currency="EUR"))
+    merchant = await service.create_merchant(
+        MerchantCreate(name="Shop", category="grocery", country="GB", lat=51.5, lon=0)
+    )
+    assert account.account_id is not None and merchant.merchant_id is not None
+    return Shop(user.user_id, account.account_id, merchant.merchant_id)
+
+
+@pytest.fixture
+def open_shop() -> Callable[[VigilService], Awaitable[Shop]]:
+    """``shop = await open_shop(service)``: a user, an account and a merchant to transact with."""
+    return _open_shop

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vigil import __version__, metrics
 from vigil.auth import Principal, require_role
+from vigil.db.migrate import head_revision
 from vigil.db.models import (
     Account,
     Alert,
@@ -45,10 +46,10 @@ from vigil.schemas import (
     BlacklistCreate,
     DeviceCreate,
     MerchantCreate,
+    ScreenResult,
     TransactionCreate,
     UserCreate,
 )
-from vigil.screening import ScreenResult
 from vigil.service import VigilService
 
 log = logging.getLogger("vigil.api")
@@ -380,7 +381,7 @@ def create_api(*, screen_fast_path: bool = True) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    @api.get("/readyz", tags=["ops"], summary="Readiness: the database answers and is migrated")
+    @api.get("/readyz", tags=["ops"], summary="Readiness: the database answers and its schema is this code's")
     async def readyz(service: Service) -> JSONResponse:
         try:
             revision = await service.ping_database()
@@ -390,6 +391,15 @@ def create_api(*, screen_fast_path: bool = True) -> FastAPI:
         if revision is None:
             return JSONResponse(
                 {"status": "unavailable", "detail": "database not migrated: run `vigil db upgrade`"},
+                status_code=503,
+            )
+        if revision != (head := head_revision()):
+            return JSONResponse(
+                {
+                    "status": "unavailable",
+                    "detail": f"database schema is at {revision}, this code needs {head}: "
+                    "run `vigil db upgrade`",
+                },
                 status_code=503,
             )
         return JSONResponse({"status": "ready", "schema_revision": revision})

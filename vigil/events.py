@@ -27,7 +27,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -114,6 +114,12 @@ class EventBus(Protocol):
         """Append ``event`` (JSON-serialisable dict) to ``stream``; return its id."""
         ...
 
+    async def publish_many(self, entries: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
+        """Append each ``(stream, event)`` in order, in one round trip where the bus has them;
+        return their ids. Every payload is encoded before any is sent, so a payload that cannot
+        be encoded publishes nothing; a failure in transit may leave a prefix published."""
+        ...
+
     async def read(
         self, stream: str, group: str, consumer: str, count: int = 10, block_ms: int | None = None
     ) -> list[Message]:
@@ -194,7 +200,13 @@ class InMemoryEventBus:
         return stream
 
     async def publish(self, stream: str, event: dict[str, Any]) -> str:
-        payload = encode_event(event)
+        return (await self.publish_many([(stream, event)]))[0]
+
+    async def publish_many(self, entries: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
+        encoded = [(stream, encode_event(event)) for stream, event in entries]
+        return [await self._append(stream, payload) for stream, payload in encoded]
+
+    async def _append(self, stream: str, payload: str) -> str:
         s = self._stream(stream)
         seq = self._next.get(stream, 0) + 1
         self._next[stream] = seq
@@ -320,6 +332,15 @@ class RedisStreamBus:
             stream, {PAYLOAD_FIELD: payload}, maxlen=self._maxlen, approximate=True
         )
         return _text(message_id)
+
+    async def publish_many(self, entries: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
+        encoded = [(stream, encode_event(event)) for stream, event in entries]
+        if not encoded:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for stream, payload in encoded:
+            pipe.xadd(stream, {PAYLOAD_FIELD: payload}, maxlen=self._maxlen, approximate=True)
+        return [_text(message_id) for message_id in await pipe.execute()]
 
     async def ensure_group(self, stream: str, group: str) -> None:
         """Create ``group`` on ``stream`` (and the stream) unless it exists; cached per bus."""

@@ -9,7 +9,14 @@ across replicas where a per-replica gauge would not.
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -95,7 +102,20 @@ DB_CHECKPOINT_SECONDS = Histogram(
     registry=REGISTRY,
 )
 EVENTS_FAILED = Counter(
-    "vigil_event_publish_failures_total", "Events that could not be published.", registry=REGISTRY
+    "vigil_event_publish_failures_total",
+    "Events whose publishing failed (their outbox row stays: a relay publishes them later).",
+    registry=REGISTRY,
+)
+EVENTS_REPUBLISHED = Counter(
+    "vigil_events_republished_total",
+    "Events published by the outbox relay (their first attempt failed or never happened).",
+    registry=REGISTRY,
+)
+OUTBOX_ROWS = Gauge(
+    "vigil_event_outbox_rows",
+    "Outbox rows (screened batches whose events are not yet known to be published), as the "
+    "relay last counted them.",
+    registry=REGISTRY,
 )
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:
+    from vigil.db.models import Decision
 
 #: ISO 4217 codes Vigil accepts. A short, explicit list: an unknown code is far more often a
 #: client bug than a currency we are asked to support.
@@ -144,3 +147,37 @@ class BlacklistCreate(_In):
     value: str = Field(min_length=1, max_length=128)
     reason: str = Field(min_length=1, max_length=500)
     expires_at: AwareDatetime | None = None
+
+
+class ScreenResult(BaseModel):
+    """The decision for a transaction, as the client receives it."""
+
+    transaction_id: int
+    idempotency_key: str
+    outcome: str
+    fraud_score: float | None
+    anomaly_score: float | None
+    reason_codes: list[str]
+    rule_hits: list[dict[str, Any]]
+    model_version: str | None
+    rules_version: str | None
+    latency_ms: float
+    decided_at: datetime
+    replayed: bool = False
+
+    @classmethod
+    def of(cls, idempotency_key: str, decision: Decision, *, replayed: bool) -> ScreenResult:
+        return cls(
+            transaction_id=decision.transaction_id,
+            idempotency_key=idempotency_key,
+            outcome=decision.outcome,
+            fraud_score=decision.fraud_score,
+            anomaly_score=decision.anomaly_score,
+            reason_codes=list(decision.reason_codes),
+            rule_hits=list(decision.rule_hits),
+            model_version=decision.model_version,
+            rules_version=decision.rules_version,
+            latency_ms=decision.latency_ms,
+            decided_at=decision.decided_at,
+            replayed=replayed,
+        )

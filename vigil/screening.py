@@ -10,8 +10,10 @@ Order of effects for each transaction (an acknowledged decision is never lost):
 1. a stored decision for the idempotency key is returned as it is (``replayed: true``);
 2. features are read and velocity state updated (keyed by the idempotency key: a retry is
    never counted twice);
-3. the transaction, its decision and its review case are committed in one database transaction;
-4. only then are events published and the answer sent.
+3. the transaction, its decision, its review case and alert, and the outbox row of its events
+   are committed in one database transaction;
+4. only then are the events published (:mod:`vigil.outbox`: retried from the outbox if that
+   fails) and the answer sent.
 """
 
 from __future__ import annotations
@@ -21,9 +23,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
-from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 
 from vigil import metrics
@@ -32,9 +33,10 @@ from vigil.db.engine import BatchDb
 from vigil.db.models import Decision, Transaction
 from vigil.errors import ServiceUnavailable, UnknownReference, VigilError
 from vigil.features.events import TransactionEvent
+from vigil.outbox import EventPublisher, EventRelay
 from vigil.policy import DecisionPolicy
 from vigil.rules import RuleHit
-from vigil.schemas import TransactionCreate
+from vigil.schemas import ScreenResult, TransactionCreate
 
 log = logging.getLogger("vigil.screening")
 
@@ -66,44 +68,6 @@ class ScoringGraph(Protocol):
     async def set_kyc_risk(self, user_id: int, risk_level: str) -> None:
         """The user's KYC risk level changed (already committed): features use it from now on."""
         ...
-
-
-class EventSink(Protocol):
-    async def publish(self, stream: str, event: dict[str, Any]) -> str: ...
-
-
-class ScreenResult(BaseModel):
-    """The decision for a transaction, as the client receives it."""
-
-    transaction_id: int
-    idempotency_key: str
-    outcome: str
-    fraud_score: float | None
-    anomaly_score: float | None
-    reason_codes: list[str]
-    rule_hits: list[dict[str, Any]]
-    model_version: str | None
-    rules_version: str | None
-    latency_ms: float
-    decided_at: datetime
-    replayed: bool = False
-
-    @classmethod
-    def of(cls, idempotency_key: str, decision: Decision, *, replayed: bool) -> ScreenResult:
-        return cls(
-            transaction_id=decision.transaction_id,
-            idempotency_key=idempotency_key,
-            outcome=decision.outcome,
-            fraud_score=decision.fraud_score,
-            anomaly_score=decision.anomaly_score,
-            reason_codes=list(decision.reason_codes),
-            rule_hits=list(decision.rule_hits),
-            model_version=decision.model_version,
-            rules_version=decision.rules_version,
-            latency_ms=decision.latency_ms,
-            decided_at=decision.decided_at,
-            replayed=replayed,
-        )
 
 
 def to_event(data: TransactionCreate, received_at: datetime) -> TransactionEvent:
@@ -150,12 +114,17 @@ class Screener:
     """Screens batches; one per ingress replica (or per baseline process)."""
 
     def __init__(
-        self, db: BatchDb, graph: ScoringGraph, policy: DecisionPolicy, events: EventSink | None = None
+        self,
+        db: BatchDb,
+        graph: ScoringGraph,
+        policy: DecisionPolicy,
+        events: EventPublisher | None = None,
     ) -> None:
         self.db = db
         self.graph = graph
         self.policy = policy
-        self.events = events
+        #: Publishes each batch's events after its commit; None: no bus, no events, no outbox.
+        self.relay = EventRelay(db, events) if events is not None else None
 
     async def screen(
         self, batch: Sequence[tuple[TransactionCreate, datetime]]
@@ -268,45 +237,43 @@ class Screener:
         for s, (_, _, decision) in zip(scored, decided, strict=True):
             _observe(s, decision)
         persist_started = time.perf_counter()
+        outbox_ids: list[int] = []
         try:
-            await self.db.write(repo.record_decided, items=decided)
+            outbox_ids += await self._store(decided)
             for index, (data, _, decision) in zip(todo, decided, strict=True):
                 results[index] = ScreenResult.of(data.idempotency_key, decision, replayed=False)
         except IntegrityError:
             # Another replica stored one of these keys between our check and insert: store
             # one by one, answering the losers from what the winner stored.
             for index, item in zip(todo, decided, strict=True):
-                results[index] = await self._store_one(item)
+                results[index] = await self._store_one(item, outbox_ids)
         metrics.STAGE_SECONDS.labels("persist").observe(time.perf_counter() - persist_started)
-        publish_started = time.perf_counter()
-        await self._publish([r for i in todo if isinstance(r := results[i], ScreenResult)])
-        metrics.STAGE_SECONDS.labels("publish").observe(time.perf_counter() - publish_started)
+        if self.relay is not None:
+            publish_started = time.perf_counter()
+            fresh = [r for i in todo if isinstance(r := results[i], ScreenResult) and not r.replayed]
+            await self.relay.publish(fresh, outbox_ids)
+            metrics.STAGE_SECONDS.labels("publish").observe(time.perf_counter() - publish_started)
+
+    async def _store(self, items: list[tuple[TransactionCreate, datetime, Decision]]) -> list[int]:
+        """Commit the decisions (with the outbox row of their events when there is a bus)."""
+        if self.relay is None:
+            await self.db.write(repo.record_decided, items=items)
+            return []
+        _, outbox_id = await self.db.write(
+            repo.record_decided_with_outbox, items=items, due_at=self.relay.due_at()
+        )
+        return [outbox_id]
 
     async def _store_one(
-        self, item: tuple[TransactionCreate, datetime, Decision]
+        self, item: tuple[TransactionCreate, datetime, Decision], outbox_ids: list[int]
     ) -> ScreenResult | VigilError:
         data = item[0]
         try:
-            (decision,) = await self.db.write(repo.record_decided, items=[item])
-            return ScreenResult.of(data.idempotency_key, decision, replayed=False)
+            outbox_ids += await self._store([item])
+            return ScreenResult.of(data.idempotency_key, item[2], replayed=False)
         except IntegrityError:
             stored = await self.db.read(repo.decisions_by_keys, keys=[data.idempotency_key])
             if data.idempotency_key not in stored:
                 raise
             stored_tx, stored_decision = stored[data.idempotency_key]
             return self._replayed(stored_tx, stored_decision, data)
-
-    async def _publish(self, results: list[ScreenResult]) -> None:
-        if self.events is None:
-            return
-        for result in results:
-            payload = result.model_dump(mode="json")
-            try:
-                await self.events.publish("vigil:decisions", payload)
-                if result.outcome in {"review", "block"}:
-                    await self.events.publish("vigil:alerts", payload)
-                if result.outcome == "review":
-                    await self.events.publish("vigil:review", payload)
-            except Exception:  # the decision is durable; a lost event is logged, not fatal
-                metrics.EVENTS_FAILED.inc()
-                log.exception("publishing the decision of transaction %s failed", result.transaction_id)

@@ -33,16 +33,18 @@ from vigil.db.models import (
     User,
 )
 from vigil.errors import NotFound, ServiceUnavailable, UnknownReference, VigilError
+from vigil.outbox import EventPublisher
 from vigil.policy import DecisionPolicy
 from vigil.schemas import (
     AccountCreate,
     BlacklistCreate,
     DeviceCreate,
     MerchantCreate,
+    ScreenResult,
     TransactionCreate,
     UserCreate,
 )
-from vigil.screening import EventSink, ScoringGraph, Screener, ScreenResult
+from vigil.screening import ScoringGraph, Screener
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ class VigilService:
         self,
         graph: ScoringGraph,
         policy: DecisionPolicy,
-        events: EventSink | None = None,
+        events: EventPublisher | None = None,
         *,
         max_batch: int = 64,
         max_wait_s: float = 0.003,
@@ -91,6 +93,13 @@ class VigilService:
             max_concurrency=max_concurrency,
             max_queue=max_queue,
         )
+        self.start_background()
+
+    def start_background(self) -> None:
+        """Start the event outbox relay on the running event loop; without one (a constructor
+        called before the server's loop runs) the first screening call starts it."""
+        if self.screener is not None and self.screener.relay is not None:
+            self.screener.relay.start()
 
     def configure_screening(
         self,
@@ -117,6 +126,7 @@ class VigilService:
         """Screen one transaction (batched with concurrent callers); raises the item's VigilError."""
         if self._batcher is None:
             raise ServiceUnavailable("transaction screening is not running on this server")
+        self.start_background()
         try:
             result = await self._batcher.submit((data, received_at))
         except QueueFull:
@@ -132,6 +142,8 @@ class VigilService:
         return result
 
     async def close(self) -> None:
+        if self.screener is not None and self.screener.relay is not None:
+            await self.screener.relay.close()
         close = getattr(self.screener.graph, "close", None) if self.screener else None
         if close is not None:
             await close()

@@ -47,6 +47,21 @@ async def test_publish_read_ack(client: redis_asyncio.Redis, stream: str) -> Non
     assert await bus.read(stream, "sinks", "c1", block_ms=50) == []
 
 
+async def test_publish_many_keeps_order_and_sends_nothing_when_a_payload_is_bad(
+    client: redis_asyncio.Redis, stream: str
+) -> None:
+    bus = RedisStreamBus(client)
+    other = stream + "-alerts"
+    entries = [(stream, {"n": 0}), (other, {"n": 1}), (stream, {"n": 2})]
+    ids = await bus.publish_many(entries)
+    assert [m.event["n"] for m in await bus.read(stream, "g", "c")] == [0, 2]
+    assert [(m.id, m.event["n"]) for m in await bus.read(other, "g", "c")] == [(ids[1], 1)]
+    with pytest.raises(TypeError):
+        await bus.publish_many([(stream, {"n": 3}), (stream, {"bad": object()})])
+    assert await client.xlen(stream) == 2  # the good entry before the bad one was not sent either
+    assert await bus.publish_many([]) == []
+
+
 async def test_consumer_group_delivers_each_event_once(client: redis_asyncio.Redis, stream: str) -> None:
     bus = RedisStreamBus(client)
     for i in range(10):

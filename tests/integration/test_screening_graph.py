@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ SHARDS = 2
 class Live:
     base_url: str
     database_url: str
+    redis_url: str
     replay_rows: pd.DataFrame
     fraud: pd.DataFrame  # the truth for the replayed rows: transaction_id, fraud_type
 
@@ -82,6 +84,11 @@ def live(
         label_delay=timedelta(days=7),
     )
 
+    import redis
+
+    from vigil.events import STREAMS
+
+    redis.Redis.from_url(redis_url).delete(*STREAMS)  # this module's graph publishes to these
     port = free_port_pair()
     os.environ["VIGIL_API_KEYS"] = f"admin:ops:{ADMIN_KEY},analyst:ana:{ANALYST_KEY}"
     os.environ["VIGIL_HOME"] = str(root)
@@ -102,7 +109,7 @@ def live(
             }
         )
         deploy(config)
-        yield Live(f"http://127.0.0.1:{port}", database_url, later, fraud)
+        yield Live(f"http://127.0.0.1:{port}", database_url, redis_url, later, fraud)
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -171,6 +178,30 @@ def test_a_replayed_stream_is_decided_durably_with_reasons_from_every_detector(l
         false_alarms,
         legit_codes.value_counts().head(8).to_dict(),
     )
+
+    # Every decision went out on Redis once, alerts for review and block; the outbox drained.
+    deadline = time.monotonic() + 15
+    while asyncio.run(_scalar(live.database_url, "SELECT COUNT(*) FROM event_outbox")) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.5)
+    assert asyncio.run(_scalar(live.database_url, "SELECT COUNT(*) FROM event_outbox")) == 0
+    published = _stream(live, "vigil:decisions")
+    assert sorted(e["idempotency_key"] for e in published) == sorted(summary.decisions)
+    assert {e["idempotency_key"]: e["outcome"] for e in published} == {
+        k: v["outcome"] for k, v in summary.decisions.items()
+    }
+    alerted = sorted(e["idempotency_key"] for e in _stream(live, "vigil:alerts"))
+    assert alerted == sorted(k for k, v in summary.decisions.items() if v["outcome"] != "approve")
+
+
+def _stream(live: Live, name: str) -> list[dict[str, Any]]:
+    import redis
+
+    from vigil.events import PAYLOAD_FIELD, decode_event
+
+    entries = redis.Redis.from_url(live.redis_url).xrange(name)
+    return [decode_event(fields[PAYLOAD_FIELD.encode()]) for _, fields in entries]
 
 
 def test_retries_return_the_stored_decision(live: Live) -> None:

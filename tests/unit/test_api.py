@@ -12,7 +12,7 @@ import pytest
 
 from vigil.api import create_api, install_service
 from vigil.auth import InMemoryKeyStore, install_key_store
-from vigil.db.migrate import upgrade_async
+from vigil.db.migrate import head_revision, upgrade_async
 from vigil.local_graph import LocalGraph
 from vigil.policy import DecisionPolicy
 from vigil.ratelimit import InMemoryRateLimiter, RateLimit, install_rate_limiter
@@ -90,7 +90,7 @@ async def test_health_and_docs(client: httpx.AsyncClient) -> None:
     health = await client.get("/healthz")
     assert health.status_code == 200 and health.json()["status"] == "ok"
     ready = await client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["schema_revision"] == "0001"
+    assert ready.status_code == 200 and ready.json()["schema_revision"] == head_revision()
     assert (await client.get("/docs")).status_code == 200
     spec = (await client.get("/openapi.json")).json()
     assert "/v1/transactions" in spec["paths"]
@@ -151,6 +151,22 @@ async def test_readyz_is_503_on_an_unmigrated_database(tmp_path: Path) -> None:
     await service.close()
     assert response.status_code == 503
     assert "vigil db upgrade" in response.json()["detail"]
+
+
+async def test_readyz_is_503_on_a_database_behind_the_code(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    await upgrade_async(url, "0001")
+    api = create_api()
+    service = VigilService(url)
+    install_service(api, service)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://test") as c:
+        response = await c.get("/readyz")
+    await service.close()
+    assert response.status_code == 503
+    assert response.json()["detail"] == (
+        f"database schema is at 0001, this code needs {head_revision()}: run `vigil db upgrade`"
+    )
+    assert head_revision() != "0001"
 
 
 async def test_transaction_is_screened_stored_and_read_back(client: httpx.AsyncClient) -> None:

@@ -4,15 +4,14 @@ restart: the shard holding the user takes the new risk level at once."""
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from vigil.db.migrate import upgrade_async
 from vigil.local_graph import LocalGraph
 from vigil.policy import DecisionPolicy
-from vigil.schemas import AccountCreate, MerchantCreate, TransactionCreate, UserCreate
 from vigil.service import VigilService
 
 
@@ -22,7 +21,9 @@ async def _verdict(frames: list[bytes], document: bytes, today: date) -> dict[st
     return {"status": "rejected", "risk_level": "high", "reason_codes": ["face_mismatch"]}
 
 
-async def test_a_kyc_result_changes_the_loaded_users_features(tmp_path: Path) -> None:
+async def test_a_kyc_result_changes_the_loaded_users_features(
+    tmp_path: Path, open_shop: Callable[[VigilService], Awaitable[Any]]
+) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'vigil.db'}"
     await upgrade_async(url)
     service = VigilService(url)
@@ -30,33 +31,17 @@ async def test_a_kyc_result_changes_the_loaded_users_features(tmp_path: Path) ->
     service.attach_screening(graph, DecisionPolicy())
     service.attach_kyc(_verdict)
     try:
-        user = await service.create_user(UserCreate(full_name="Ada", country="GB", home_lat=51.5, home_lon=0))
-        assert user.user_id is not None
-        account = await service.create_account(AccountCreate(user_id=user.user_id, currency="EUR"))
-        merchant = await service.create_merchant(
-            MerchantCreate(name="Shop", category="grocery", country="GB", lat=51.5, lon=0)
-        )
-        assert account.account_id is not None and merchant.merchant_id is not None
+        shop = await open_shop(service)
         now = datetime.now(UTC)
-        tx = TransactionCreate(
-            idempotency_key="kyc-feeds-0001",
-            user_id=user.user_id,
-            account_id=account.account_id,
-            merchant_id=merchant.merchant_id,
-            amount=Decimal("12.00"),
-            currency="EUR",
-            channel="ecommerce",
-            country="GB",
-            created_at=now,
-        )
+        tx = shop.tx("kyc-feeds-0001", "12.00", created_at=now)
         await service.screen(tx, received_at=now)  # the shard now holds the user's state
-        before = (await graph.shard.user_counts(user.user_id, now))["kyc_risk_level_by_user"]
+        before = (await graph.shard.user_counts(shop.user_id, now))["kyc_risk_level_by_user"]
         assert before != 3.0 or math.isnan(before)
 
-        submission = await service.submit_kyc(user.user_id, selfie_frames=[b"s"], document=b"d")
+        submission = await service.submit_kyc(shop.user_id, selfie_frames=[b"s"], document=b"d")
 
         assert submission.risk_level == "high"
-        after = (await graph.shard.user_counts(user.user_id, now))["kyc_risk_level_by_user"]
+        after = (await graph.shard.user_counts(shop.user_id, now))["kyc_risk_level_by_user"]
         assert after == 3.0  # KYC_RISK_CODES["high"]
     finally:
         await graph.close()

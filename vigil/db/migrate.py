@@ -7,6 +7,7 @@ work inside a running event loop; the plain functions are their synchronous fron
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,6 +61,16 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 def downgrade(url: str, revision: str = "base") -> None:
     asyncio.run(downgrade_async(url, revision))
+
+
+@functools.cache
+def head_revision() -> str:
+    """The revision this code's schema is at (the newest migration)."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None, "no migrations"
+    return head
 
 
 def current(url: str) -> None:

@@ -274,6 +274,22 @@ class KycSubmission(SQLModel, table=True):
     decided_at: datetime | None = _ts(nullable=True)
 
 
+class EventOutbox(SQLModel, table=True):
+    """Events owed to the bus: one row per screened batch, written in the batch's own database
+    transaction (see :mod:`vigil.outbox`). The row goes once the batch's events are published;
+    a row still here at ``due_at`` is republished by a relay (at least once)."""
+
+    __tablename__ = "event_outbox"
+    __table_args__ = (sa.Index("ix_event_outbox_due_at", "due_at"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    transaction_ids: list[int] = _json()
+    created_at: datetime = _ts()
+    due_at: datetime = _ts()
+    attempts: int = Field(default=0, sa_column=Column(sa.Integer, nullable=False, server_default="0"))
+    last_error: str | None = Field(default=None, max_length=500)
+
+
 #: Tables in an order that satisfies every foreign key (load in this order, drop in reverse).
 TABLE_ORDER: tuple[str, ...] = (
     "users",
@@ -288,4 +304,5 @@ TABLE_ORDER: tuple[str, ...] = (
     "review_cases",
     "alerts",
     "kyc_submissions",
+    "event_outbox",
 )

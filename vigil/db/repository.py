@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -29,6 +30,7 @@ from vigil.db.models import (
     Decision,
     Device,
     DeviceIpHistory,
+    EventOutbox,
     FraudLabel,
     Merchant,
     ReviewCase,
@@ -345,6 +347,84 @@ def record_decided(
         if rows:
             session.execute(sa.insert(model.__table__), rows)  # type: ignore[union-attr]
     return [decision for _, _, decision in items]
+
+
+def record_decided_with_outbox(
+    session: Session,
+    *,
+    items: Sequence[tuple[TransactionCreate, datetime, Decision]],
+    due_at: datetime,
+) -> tuple[list[Decision], int]:
+    """:func:`record_decided` plus one :class:`EventOutbox` row naming the batch's transactions,
+    in the same database transaction: either the decisions and the debt of their events are
+    both stored, or neither. Returns the decisions and the outbox row's id."""
+    decisions = record_decided(session, items=items)
+    table = EventOutbox.__table__  # type: ignore[attr-defined]
+    now = datetime.now(UTC)
+    outbox_id = session.execute(
+        sa.insert(table).returning(table.c.id),
+        {
+            "transaction_ids": [d.transaction_id for d in decisions],
+            "created_at": now,
+            "due_at": due_at,
+            "attempts": 0,
+        },
+    ).scalar_one()
+    return decisions, int(outbox_id)
+
+
+def outbox_claim(
+    session: Session, *, now: datetime, lease_until: datetime, limit: int
+) -> list[tuple[int, list[int], int]]:
+    """Claim up to ``limit`` outbox rows that are due, oldest first: one UPDATE moves their
+    ``due_at`` to ``lease_until`` where it is still due, so two relays never hold the same row at
+    once (a relay that dies holding one leaves it due again at ``lease_until``). Returns
+    ``(id, transaction_ids, attempts before this one)`` of the rows this call claimed, by id."""
+    table = EventOutbox.__table__  # type: ignore[attr-defined]
+    due = sa.select(table.c.id).where(table.c.due_at <= now).order_by(table.c.id).limit(limit)
+    claimed = session.execute(
+        sa.update(table)
+        .where(table.c.id.in_(due.scalar_subquery()), table.c.due_at <= now)
+        .values(due_at=lease_until, attempts=table.c.attempts + 1)
+        .returning(table.c.id, table.c.transaction_ids, table.c.attempts)
+    ).all()
+    return sorted((int(i), [int(t) for t in ids], int(attempts) - 1) for i, ids, attempts in claimed)
+
+
+def outbox_failed(session: Session, *, ids: Sequence[int], error: str, due_at: datetime) -> None:
+    """Record why publishing these rows failed; they stay, due again at ``due_at``."""
+    if ids:
+        table = EventOutbox.__table__  # type: ignore[attr-defined]
+        session.execute(
+            sa.update(table).where(table.c.id.in_(list(ids))).values(last_error=error[:500], due_at=due_at)
+        )
+
+
+def outbox_delete(session: Session, *, ids: Sequence[int]) -> int:
+    """Forget outbox rows whose events are published; returns how many went."""
+    if not ids:
+        return 0
+    table = EventOutbox.__table__  # type: ignore[attr-defined]
+    deleted = cast(CursorResult[Any], session.execute(sa.delete(table).where(table.c.id.in_(list(ids)))))
+    return int(deleted.rowcount)
+
+
+def outbox_size(session: Session) -> int:
+    table = EventOutbox.__table__  # type: ignore[attr-defined]
+    return int(session.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+def decisions_by_ids(session: Session, *, ids: Sequence[int]) -> list[tuple[str, Decision]]:
+    """``(idempotency key, decision)`` of these transactions, in id order (those with one)."""
+    if not ids:
+        return []
+    query = (
+        select(col(Transaction.idempotency_key), Decision)
+        .join(Decision, col(Decision.transaction_id) == col(Transaction.transaction_id))
+        .where(col(Transaction.transaction_id).in_(list(ids)))
+        .order_by(col(Transaction.transaction_id))
+    )
+    return [(key, decision) for key, decision in session.execute(query).all()]
 
 
 async def review_cases(
