@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup run test test-unit test-integration lint format bench bench-generate bench-train \
+.PHONY: help setup run test test-unit test-integration lint format bench bench-generate bench-train bench-restart \
         bench-serve bench-kyc bench-features clean
 
 help:  ## List the targets.
@@ -35,7 +35,7 @@ format: setup  ## Apply ruff's fixes and formatting.
 	@$(VENV)/bin/ruff check --fix .
 	@$(VENV)/bin/ruff format .
 
-bench: bench-generate bench-features bench-train bench-serve bench-kyc  ## Every benchmark.
+bench: bench-generate bench-features bench-train bench-serve bench-restart bench-kyc  ## Every benchmark.
 
 bench-generate: setup  ## Synthetic data: 5M transactions / 50K users; rows/s and peak RSS.
 	@$(PY) benchmarks/bench_generate.py --users 50000 --transactions 5000000
@@ -52,6 +52,9 @@ bench-train: setup  ## Features + XGBoost (plain and Ray Train) on the generated
 bench-serve: setup  ## Load test (wrk, loopback) of the Serve graph vs the one-process uvicorn baseline.
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	@$(PY) benchmarks/bench_serve.py
+
+bench-restart: setup  ## Latency at 300/s around a killed velocity shard (Ray restarts it).
+	@$(PY) benchmarks/bench_restart.py
 
 bench-kyc: setup  ## One full KYC submission, p50/p95, and liveness APCER/BPCER.
 	@$(PY) benchmarks/bench_kyc.py
