@@ -12,9 +12,10 @@ publishes them and deletes the row. A failed try records the error and pushes th
 back, doubling from ``grace_s`` up to ``max_backoff_s``; a relay that dies holding a claim leaves
 the row due again ``lease_s`` later.
 
-Consumers therefore see every event at least once, in rare cases twice (a process that dies
-after publishing and before forgetting its row); every event carries its transaction id. The
-in-process bus of the embedded default keeps the same contract for its own process.
+The answer waits for the bus at most ``publish_timeout_s``. Consumers therefore see every event
+at least once, in rare cases twice (a process that dies after publishing and before forgetting
+its row, or a publish that lands after its timeout); every event carries its transaction id.
+The in-process bus of the embedded default keeps the same contract for its own process.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class EventRelay:
         lease_s: float = 60.0,
         max_backoff_s: float = 300.0,
         claim_rows: int = 50,
+        publish_timeout_s: float = 1.0,
     ) -> None:
         if not 0 < grace_s <= max_backoff_s:
             raise ValueError("need 0 < grace_s <= max_backoff_s")
@@ -94,6 +96,9 @@ class EventRelay:
         self.lease_s = lease_s
         self.max_backoff_s = max_backoff_s
         self.claim_rows = claim_rows
+        #: How long an answer waits for the bus (a hung Redis must not hang screening); after it,
+        #: the events are left to the relay (possibly a duplicate if the publish still lands).
+        self.publish_timeout_s = publish_timeout_s
         self._published: list[int] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -102,14 +107,15 @@ class EventRelay:
         return (now or datetime.now(UTC)) + timedelta(seconds=self.grace_s)
 
     async def publish(self, results: Sequence[ScreenResult], outbox_ids: Sequence[int]) -> bool:
-        """Publish the events of freshly committed decisions (one round trip); on success their
-        outbox rows are forgotten at the next sweep. A failure is counted and logged, not
-        raised: the decisions are stored and the relay publishes their events later."""
+        """Publish the events of freshly committed decisions (one round trip, waiting at most
+        ``publish_timeout_s``); on success their outbox rows are forgotten at the next sweep. A
+        failure or timeout is counted and logged, not raised: the decisions are stored and the
+        relay publishes their events later."""
         entries = [event for result in results for event in events_of(result)]
         try:
             if entries:
-                await self.bus.publish_many(entries)
-        except Exception as exc:
+                await asyncio.wait_for(self.bus.publish_many(entries), self.publish_timeout_s)
+        except Exception as exc:  # TimeoutError included
             metrics.EVENTS_FAILED.inc(len(entries))
             log.warning(
                 "publishing %d events failed (%s: %s); the outbox relay retries them from %s on",
@@ -168,7 +174,7 @@ class EventRelay:
             ids = [row_id for row_id, _, _ in claimed]
             try:
                 if entries:
-                    await self.bus.publish_many(entries)
+                    await asyncio.wait_for(self.bus.publish_many(entries), self.publish_timeout_s * 10)
             except Exception as exc:
                 metrics.EVENTS_FAILED.inc(len(entries))
                 attempts = max(a for _, _, a in claimed) + 1

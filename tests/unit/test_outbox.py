@@ -3,6 +3,8 @@ the bus, through the relay, with the payload the client got. SQLite file + the i
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,15 +27,19 @@ from vigil.service import VigilService
 
 
 class FlakyBus(InMemoryEventBus):
-    """The in-process bus with an off switch (a Redis outage, as the publisher sees it)."""
+    """The in-process bus with an off switch (a Redis outage, as the publisher sees it) and a
+    hang switch (a Redis that accepts the connection and never answers)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.down = False
+        self.hung = False
 
     async def publish_many(self, entries: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
         if self.down:
             raise ConnectionError("bus unreachable")
+        if self.hung:
+            await asyncio.Event().wait()  # forever
         return await super().publish_many(entries)
 
 
@@ -120,6 +126,18 @@ async def test_events_of_a_decision_stored_while_the_bus_is_down_are_republished
     assert await stream(world.bus, STREAM_REVIEW) == answered[:1]
     assert await world.outbox() == []
     assert await world.relay.sweep(later + timedelta(hours=1)) == 0  # published once only
+
+
+async def test_a_hung_bus_delays_the_answer_by_the_publish_timeout_only(world: World) -> None:
+    world.relay.publish_timeout_s = 0.2
+    world.bus.hung = True
+    started = time.monotonic()
+    answered = await asyncio.wait_for(world.screen("hung-1", "12.00"), 10)  # fails, not hangs
+    assert 0.2 <= time.monotonic() - started < 2.0  # answered after the timeout
+    assert [r.transaction_ids for r in await world.outbox()] == [[answered["transaction_id"]]]
+    world.bus.hung = False
+    assert await world.relay.sweep(datetime.now(UTC) + timedelta(seconds=world.relay.grace_s + 1)) == 1
+    assert await stream(world.bus, STREAM_DECISIONS) == [answered]
 
 
 async def test_a_failed_republish_backs_off_and_keeps_the_error(world: World) -> None:
