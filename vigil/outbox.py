@@ -112,11 +112,8 @@ class EventRelay:
         failure or timeout is counted and logged, not raised: the decisions are stored and the
         relay publishes their events later."""
         entries = [event for result in results for event in events_of(result)]
-        try:
-            if entries:
-                await asyncio.wait_for(self.bus.publish_many(entries), self.publish_timeout_s)
-        except Exception as exc:  # TimeoutError included
-            metrics.EVENTS_FAILED.inc(len(entries))
+        exc = await self._send(entries, self.publish_timeout_s)
+        if exc is not None:
             log.warning(
                 "publishing %d events failed (%s: %s); the outbox relay retries them from %s on",
                 len(entries),
@@ -127,6 +124,16 @@ class EventRelay:
             return False
         self._published.extend(outbox_ids)
         return True
+
+    async def _send(self, entries: list[tuple[str, dict[str, Any]]], timeout_s: float) -> Exception | None:
+        """Publish ``entries`` within ``timeout_s``; the failure (counted), or None."""
+        try:
+            if entries:
+                await asyncio.wait_for(self.bus.publish_many(entries), timeout_s)
+        except Exception as exc:  # TimeoutError included
+            metrics.EVENTS_FAILED.inc(len(entries))
+            return exc
+        return None
 
     def start(self) -> None:
         """Run the relay loop on the running event loop (no loop: later, at the next call)."""
@@ -172,11 +179,8 @@ class EventRelay:
             results = [ScreenResult.of(key, decision, replayed=False) for key, decision in decisions]
             entries = [event for result in results for event in events_of(result)]
             ids = [row_id for row_id, _, _ in claimed]
-            try:
-                if entries:
-                    await asyncio.wait_for(self.bus.publish_many(entries), self.publish_timeout_s * 10)
-            except Exception as exc:
-                metrics.EVENTS_FAILED.inc(len(entries))
+            exc = await self._send(entries, self.publish_timeout_s * 10)
+            if exc is not None:
                 attempts = max(a for _, _, a in claimed) + 1
                 backoff = min(self.max_backoff_s, self.grace_s * 2 ** min(attempts, 20))
                 await self.db.write(
