@@ -9,6 +9,9 @@ across replicas where a per-replica gauge would not.
 
 from __future__ import annotations
 
+import gc
+import time
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -55,8 +58,8 @@ SCREEN_PATH = Counter(
 STAGE_SECONDS = Histogram(
     "vigil_stage_seconds",
     "Time per screening stage and batch (lookup, graph, persist, publish, total; on Ray the graph "
-    "splits into features: the velocity shard actors, and scorers: rules, supervised and anomaly "
-    "deployments called concurrently).",
+    "stage is the Ingress's call to RuleScreen, which reports its own two parts: features, the "
+    "velocity shard actors, and scorers, the rules while both scorer deployments run).",
     ["stage"],
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
@@ -117,6 +120,31 @@ OUTBOX_ROWS = Gauge(
     "relay last counted them.",
     registry=REGISTRY,
 )
+
+GC_PAUSE_SECONDS = Histogram(
+    "vigil_gc_pause_seconds",
+    "Python garbage-collector pauses of this process, by generation (the whole process stops, "
+    "so every request in flight waits this long).",
+    ["generation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.1, 0.25),
+    registry=REGISTRY,
+)
+_gc_started: list[float] = []
+
+
+def _on_gc(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc_started.append(time.perf_counter())
+    elif _gc_started:
+        GC_PAUSE_SECONDS.labels(str(info.get("generation", "?"))).observe(
+            time.perf_counter() - _gc_started.pop()
+        )
+
+
+def track_gc_pauses() -> None:
+    """Record every collection's pause in :data:`GC_PAUSE_SECONDS` (once per process)."""
+    if _on_gc not in gc.callbacks:
+        gc.callbacks.append(_on_gc)
 
 
 def render_metrics() -> bytes:

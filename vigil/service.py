@@ -86,6 +86,7 @@ class VigilService:
         max_queue: int = 0,
     ) -> None:
         self.screener = Screener(BatchDb(self.database_url, self.engine), graph, policy, events)
+        metrics.track_gc_pauses()
         self._batcher = MicroBatcher(
             self.screener.screen,
             max_batch=max_batch,
