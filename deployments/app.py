@@ -5,10 +5,10 @@ it (``serve run`` / ``serve deploy`` accept the same file). Arguments not given 
 the environment (:class:`vigil.settings.Settings`), read when the app is built, not at import.
 (No ``from __future__ import annotations`` here: Serve reads the ``AppArgs`` annotation at run time.)
 
-    Ingress ─┬─► VelocityShard actors (features: read, then learn)
-             ├─► RuleScreen        ┐
-             ├─► SupervisedScorer  ├ one call each per micro-batch, concurrently
-             ├─► AnomalyScorer     ┘
+    Ingress ─┬─► RuleScreen: one call per micro-batch ─┬─► VelocityShard actors (read, then learn)
+             │                                           ├─► SupervisedScorer ┐ concurrently, while
+             │                                           └─► AnomalyScorer    ┘ the rules run
+             ├─► VelocityShard actors (KYC risk, labels, blacklist entries)
              └─► KycVerifier (POST /v1/kyc/submissions; own replica, 2 requests at a time)
 """
 
@@ -45,17 +45,17 @@ def build_app(args: AppArgs) -> Application:
     settings = get_settings()
     database_url = args.database_url or settings.effective_database_url
     tracking_uri = args.tracking_uri or settings.tracking_uri
-    rules = RuleScreen.bind(database_url)  # type: ignore[attr-defined]
     supervised = SupervisedScorer.bind(args.supervised_model, tracking_uri)  # type: ignore[attr-defined]
     anomaly = AnomalyScorer.bind(args.anomaly_model, tracking_uri)  # type: ignore[attr-defined]
+    rules = RuleScreen.bind(  # type: ignore[attr-defined]
+        database_url, supervised, anomaly, args.velocity_shards, args.velocity_warm_users
+    )
     return Ingress.bind(  # type: ignore[attr-defined]
         database_url,
         args.redis_url or settings.redis_url,
         str(settings.home.resolve()),
         args.velocity_shards,
         rules,
-        supervised,
-        anomaly,
         args.rate_limit_per_minute,
         KycVerifier.bind() if args.kyc else None,  # type: ignore[attr-defined]
         args.velocity_warm_users,

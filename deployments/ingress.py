@@ -1,7 +1,8 @@
 """The Serve ingress: the FastAPI app of :mod:`vigil.api` on a Serve deployment.
 
 Thin on purpose: ``__init__`` builds the service (never at import), attaches the Ray scoring
-graph (velocity shard actors + the rule and scorer deployments) and the gateway concerns (API
+graph (one call per micro-batch to ``RuleScreen``, which calls the velocity shard actors and
+the scorer deployments; the shard handles stay here for KYC risk, labels and blacklists) and the gateway concerns (API
 keys, rate limits, event bus); everything else lives in ``vigil``. ``user_config`` carries the
 decision thresholds and the micro-batch settings, applied by ``reconfigure`` without a redeploy.
 """
@@ -41,8 +42,6 @@ class Ingress:
         home: str,
         velocity_shards: int,
         rules: Any,
-        supervised: Any,
-        anomaly: Any,
         rate_limit_per_minute: float = 6000.0,
         kyc: Any = None,
         warm_users: int = 0,
@@ -50,7 +49,7 @@ class Ingress:
         self.service = VigilService(database_url)
         self.shards = get_or_create_shards(velocity_shards, database_url, warm_users=warm_users)
         warm_shards(self.shards, warm_users)
-        self.graph = ServeGraph(self.shards, rules, supervised, anomaly)
+        self.graph = ServeGraph(self.shards, rules)
         self.rules = rules
         self.service.attach_screening(self.graph, DecisionPolicy(), create_event_bus(redis_url))
         self.service.blacklist_listeners.append(self._on_blacklist)
