@@ -149,7 +149,7 @@ class RuleScreen:
     here; this replica asks the velocity shards for the features, then evaluates the rules while
     both scorers run. Measured against the Ingress calling all five itself (same machine, 300/s
     open loop): the Ingress's CPU fell from ~0.6 to ~0.45 cores, this replica's rose from ~0.07
-    to ~0.2 (README, "Serving benchmark").
+    to ~0.2 (README, "Serving: the composed graph against a one-process baseline").
     """
 
     def __init__(
