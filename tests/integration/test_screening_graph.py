@@ -129,17 +129,25 @@ async def _scalar(url: str, sql: str) -> Any:
         await conn.close()
 
 
-def _replay(live: Live, rows: pd.DataFrame, *, concurrency: int = 16, during: Any = None) -> ReplaySummary:
+def _replay(
+    live: Live,
+    rows: pd.DataFrame,
+    *,
+    concurrency: int = 16,
+    rate: float | None = None,
+    during: Any = None,
+) -> ReplaySummary:
+    """Replay ``rows``; ``during(task)`` runs alongside (it gets the replay's task)."""
     from vigil.replay import replay
 
     bodies = [request_body(r) for r in rows.to_dict("records")]
 
     async def run() -> ReplaySummary:
         task = asyncio.create_task(
-            replay(live.base_url, ADMIN_KEY, bodies, concurrency=concurrency, retries=12)
+            replay(live.base_url, ADMIN_KEY, bodies, concurrency=concurrency, rate=rate, retries=12)
         )
         if during is not None:
-            await during()
+            await during(task)
         return await task
 
     return asyncio.run(run())
@@ -256,24 +264,36 @@ def test_resolving_a_review_case_writes_a_label(live: Live) -> None:
     assert source == "analyst"
 
 
-def test_killing_a_velocity_actor_and_a_scorer_replica_loses_nothing(live: Live) -> None:
+def test_killing_a_velocity_actor_and_scorer_replicas_loses_nothing(live: Live) -> None:
+    """A velocity shard, then a SupervisedScorer replica, then the RuleScreen replica (which calls
+    the shards and scorers for every batch: killed after the shards learned a batch, its retry
+    must not count twice) die during a replay."""
     import ray
 
     from actors.velocity import shard_name
 
     rows = live.replay_rows.iloc[len(live.replay_rows) // 2 :]
 
-    async def chaos() -> None:
-        await asyncio.sleep(2.0)
-        ray.kill(ray.get_actor(shard_name(0, SHARDS), namespace="vigil"), no_restart=False)
-        await asyncio.sleep(2.0)
-        replicas = [
-            a for a in ray.util.list_named_actors(all_namespaces=True) if "SupervisedScorer" in a["name"]
-        ]
-        assert replicas, "no SupervisedScorer replica found"
+    killed_while_replaying: list[bool] = []
+
+    def kill_replica(deployment: str) -> None:
+        replicas = [a for a in ray.util.list_named_actors(all_namespaces=True) if deployment in a["name"]]
+        assert replicas, f"no {deployment} replica found"
         ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]), no_restart=True)
 
-    summary = _replay(live, rows, during=chaos)
+    async def chaos(replaying: asyncio.Task[Any]) -> None:
+        for kill in (
+            lambda: ray.kill(ray.get_actor(shard_name(0, SHARDS), namespace="vigil"), no_restart=False),
+            lambda: kill_replica("SupervisedScorer"),
+            lambda: kill_replica("RuleScreen"),
+        ):
+            await asyncio.sleep(1.5)
+            killed_while_replaying.append(not replaying.done())
+            kill()
+
+    # paced, so that the replay is still running at the last kill (checked below)
+    summary = _replay(live, rows, rate=100.0, during=chaos)
+    assert killed_while_replaying == [True, True, True], "a kill came after the replay had finished"
     assert summary.failed == 0 and not summary.rejected, summary.line()
     assert len(summary.decisions) == len(rows)
     keys = ",".join(f"'replay-{int(t)}'" for t in rows["transaction_id"])
