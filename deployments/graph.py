@@ -223,7 +223,12 @@ class RuleScreen:
         supervised = self.supervised.score.remote(matrix)
         anomaly = self.anomaly.score.remote(matrix)
         at = [cast(datetime, e.created_at) for e in events]  # aware UTC datetimes (to_event sets them)
-        hits, rules_version = await self._rule_hits(txs, matrix, at)
+        try:
+            hits, rules_version = await self._rule_hits(txs, matrix, at)
+        except BaseException:
+            supervised.cancel()  # nobody will read them: the Ingress answers this batch 503
+            anomaly.cancel()
+            raise
         (scores, contributions, model_version, cutoffs), (anomaly_scores, _) = await asyncio.gather(
             supervised, anomaly
         )
