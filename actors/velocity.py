@@ -18,6 +18,7 @@ from typing import Any
 import ray
 
 from vigil import velocity
+from vigil.heap import settle_heap
 
 log = logging.getLogger("vigil.velocity")
 SETTLE_S = 5.0
@@ -36,6 +37,13 @@ class VelocityShard(velocity.VelocityShard):
             settle_s=SETTLE_S if restarted else 0.0,
             warm_after_settle=warm_users if restarted else 0,
         )
+
+    async def warm(self, max_users: int, *, chunk: int = 64) -> int:
+        """Load the users (see the base class), then freeze the loaded state out of the
+        collector's way (:func:`vigil.heap.settle_heap`)."""
+        loaded = await super().warm(max_users, chunk=chunk)
+        settle_heap(f"velocity shard {self.index}/{self.count}")
+        return loaded
 
 
 VelocityShardActor = ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)(VelocityShard)

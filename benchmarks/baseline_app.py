@@ -43,6 +43,7 @@ def build(serve_config: Path) -> Any:
     from vigil.api import create_api, install_service
     from vigil.auth import install_key_store, load_key_store
     from vigil.events import create_event_bus
+    from vigil.heap import settle_heap
     from vigil.local_graph import LocalGraph
     from vigil.policy import DecisionPolicy
     from vigil.ratelimit import InMemoryRateLimiter, RateLimit, install_rate_limiter
@@ -74,6 +75,7 @@ def build(serve_config: Path) -> Any:
     async def _warm() -> None:  # as the graph's Ingress does before it is ready
         service.start_background()
         await graph.shard.warm(warm)
+        settle_heap("baseline")  # as each of the graph's processes does once it has loaded
 
     async def _close() -> None:
         await service.close()

@@ -26,6 +26,7 @@ from vigil.db import history
 from vigil.db.engine import create_engine, session_factory
 from vigil.features.events import TransactionEvent
 from vigil.features.spec import FEATURE_NAMES, FEATURE_VERSION
+from vigil.heap import settle_heap
 from vigil.policy import explain_cutoff
 from vigil.registry import FeatureMismatchError, LoadedModel, load_champion, load_version
 from vigil.rules import Blacklist, BlacklistItem, RuleHit, RuleSet
@@ -61,6 +62,7 @@ class _ModelHolder:
                 f"({len(FEATURE_NAMES)}): refusing to load it"
             )
         self.model = model.single_threaded()  # one assignment: in-flight batches keep the old model
+        settle_heap(f"{self.name} v{model.version}")
 
     @property
     def version(self) -> str:
@@ -168,6 +170,7 @@ class RuleScreen:
         self.anomaly = anomaly
         # The same named actors the Ingress holds (whichever replica starts first creates them).
         self.shards = get_or_create_shards(velocity_shards, database_url, warm_users=warm_users)
+        settle_heap("RuleScreen")
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         if config.get("rules"):
