@@ -31,7 +31,7 @@ from vigil.policy import explain_cutoff
 from vigil.registry import FeatureMismatchError, LoadedModel, load_champion, load_version
 from vigil.rules import Blacklist, BlacklistItem, RuleHit, RuleSet
 from vigil.schemas import TransactionCreate
-from vigil.screening import Scored
+from vigil.screening import Scored, acted_on
 from vigil.velocity import Observation, merge_rows, route, shard_of_user
 
 log = logging.getLogger("vigil.graph")
@@ -197,13 +197,12 @@ class RuleScreen:
         self.blacklist.add(BlacklistItem(kind=kind, value=value, added_at=added_at, expires_at=expires_at))
 
     async def _rule_hits(
-        self, txs: list[dict[str, Any]], matrix: np.ndarray, at: list[datetime]
+        self, txs: list[dict[str, Any]], rows: list[dict[str, float]], at: list[datetime]
     ) -> tuple[list[list[RuleHit]], str]:
         if not self._loaded:
             await self._load_blacklist()
-        rows = [dict(zip(FEATURE_NAMES, values.tolist(), strict=True)) for values in matrix]
         hits = self.rules.evaluate_batch(txs, rows, self.blacklist, at=at)
-        return hits, self.rules.version
+        return [acted_on(row_hits) for row_hits in hits], self.rules.version
 
     async def _features(self, keys: list[str], events: list[TransactionEvent]) -> list[dict[str, float]]:
         routed = route(keys, events, len(self.shards))
@@ -227,7 +226,7 @@ class RuleScreen:
         anomaly = self.anomaly.score.remote(matrix)
         at = [cast(datetime, e.created_at) for e in events]  # aware UTC datetimes (to_event sets them)
         try:
-            hits, rules_version = await self._rule_hits(txs, matrix, at)
+            hits, rules_version = await self._rule_hits(txs, rows, at)
         except BaseException:
             supervised.cancel()  # nobody will read them: the Ingress answers this batch 503
             anomaly.cancel()
@@ -237,7 +236,6 @@ class RuleScreen:
         )
         scored = [
             Scored(
-                features=row,
                 rule_hits=hits[i],
                 fraud_score=float(scores[i]),
                 contributions=None if contributions is None else contributions[i],
@@ -246,7 +244,7 @@ class RuleScreen:
                 rules_version=rules_version,
                 fraud_thresholds=cutoffs,
             )
-            for i, row in enumerate(rows)
+            for i in range(len(rows))
         ]
         return scored, {"features": features_s, "scorers": time.perf_counter() - started}
 

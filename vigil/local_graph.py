@@ -20,7 +20,7 @@ from vigil.policy import explain_cutoff
 from vigil.registry import LoadedModel
 from vigil.rules import Blacklist, RuleSet
 from vigil.schemas import TransactionCreate
-from vigil.screening import Scored
+from vigil.screening import Scored, acted_on
 from vigil.velocity import VelocityShard, merge_rows, route
 
 
@@ -94,8 +94,7 @@ class LocalGraph:
         anomaly: Any = self.anomaly.predict_proba(frame) if self.anomaly else [None] * len(rows)
         return [
             Scored(
-                features=row,
-                rule_hits=hits[i],
+                rule_hits=acted_on(hits[i]),
                 fraud_score=None if fraud[i] is None else float(fraud[i]),
                 contributions=None if contributions is None else contributions[i],
                 anomaly_score=None if anomaly[i] is None else float(anomaly[i]),
@@ -103,5 +102,5 @@ class LocalGraph:
                 rules_version=self.rules.version,
                 fraud_thresholds=thresholds,
             )
-            for i, row in enumerate(rows)
+            for i in range(len(rows))
         ]
