@@ -18,6 +18,7 @@ Order of effects for each transaction (an acknowledged decision is never lost):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -132,6 +133,10 @@ class Screener:
         self.db = db
         self.graph = graph
         self.policy = policy
+        # One batch in the graph at a time. With the batcher's max_concurrency above 1, batches
+        # overlap by stage (one's lookup or write beside another's graph call), never inside
+        # the graph, whose deployments would otherwise split their CPU between two batches.
+        self._graph_turn = asyncio.Lock()
         #: Publishes each batch's events after its commit; None: no bus, no events, no outbox.
         self.relay = EventRelay(db, events) if events is not None else None
 
@@ -199,9 +204,10 @@ class Screener:
         items = [batch[i] for i in todo]
         events = [to_event(data, received) for data, received in items]
         keys = [data.idempotency_key for data, _ in items]
-        graph_started = time.perf_counter()
         try:
-            scored = await self.graph.score(keys, events, [data for data, _ in items])
+            async with self._graph_turn:
+                graph_started = time.perf_counter()
+                scored = await self.graph.score(keys, events, [data for data, _ in items])
         except Exception as exc:
             # A replica or actor died mid-call. Nothing was stored; velocity state is keyed by the
             # idempotency key, so the client's retry is answered without counting twice.
