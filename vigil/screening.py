@@ -55,8 +55,8 @@ class Scored:
     """What the graph computed for one transaction (``None`` score: that scorer was unavailable).
 
     Only what the decision needs: on Ray it travels from RuleScreen to the Ingress once per
-    transaction (the feature row and the ~9 hits of rules that found nothing used to travel too,
-    ~5x the bytes, read by nobody)."""
+    transaction (the feature row and the hits of rules that found nothing used to travel too,
+    ~9x the bytes, read by nobody)."""
 
     rule_hits: list[RuleHit] = field(default_factory=list)  # acted_on(): fired or failed
     fraud_score: float | None = None
