@@ -26,7 +26,7 @@ from vigil.db import history
 from vigil.db.engine import create_engine, session_factory
 from vigil.features.events import TransactionEvent
 from vigil.features.spec import FEATURE_NAMES, FEATURE_VERSION
-from vigil.heap import settle_heap
+from vigil.heap import raise_young_threshold, settle_heap
 from vigil.policy import explain_cutoff
 from vigil.registry import FeatureMismatchError, LoadedModel, load_champion, load_version
 from vigil.rules import Blacklist, BlacklistItem, RuleHit, RuleSet
@@ -170,7 +170,7 @@ class RuleScreen:
         self.anomaly = anomaly
         # The same named actors the Ingress holds (whichever replica starts first creates them).
         self.shards = get_or_create_shards(velocity_shards, database_url, warm_users=warm_users)
-        settle_heap("RuleScreen")
+        raise_young_threshold()  # Serve collects and freezes the heap once this returns
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         if config.get("rules"):

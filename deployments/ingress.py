@@ -25,7 +25,7 @@ from vigil.errors import InvalidRequest
 from vigil.events import create_event_bus
 from vigil.features.events import BlacklistEntry as BlacklistEvent
 from vigil.features.events import LabelEvent
-from vigil.heap import settle_heap
+from vigil.heap import raise_young_threshold
 from vigil.policy import DecisionPolicy
 from vigil.ratelimit import InMemoryRateLimiter, RateLimit, RedisRateLimiter, install_rate_limiter
 from vigil.service import VigilService
@@ -67,7 +67,7 @@ class Ingress:
             install_rate_limiter(api, RedisRateLimiter(aioredis.Redis.from_url(redis_url), limit))
         else:
             install_rate_limiter(api, InMemoryRateLimiter(limit))
-        settle_heap("Ingress")
+        raise_young_threshold()  # Serve collects and freezes the heap once this returns
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """``user_config``: ``{policy: {anomaly_review: 0.995, ...}, batch: {max_batch: 64, ...}}``."""

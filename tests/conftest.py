@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -56,3 +57,13 @@ async def _open_shop(service: VigilService) -> Shop:
 def open_shop() -> Callable[[VigilService], Awaitable[Shop]]:
     """``shop = await open_shop(service)``: a user, an account and a merchant to transact with."""
     return _open_shop
+
+
+@pytest.fixture
+async def sqlite_url(tmp_path: Path) -> str:
+    """A migrated SQLite database file of this test's own: its async URL."""
+    from vigil.db.migrate import upgrade_async
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'vigil.db'}"
+    await upgrade_async(url)
+    return url

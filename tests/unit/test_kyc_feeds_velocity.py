@@ -6,10 +6,8 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
-from vigil.db.migrate import upgrade_async
 from vigil.local_graph import LocalGraph
 from vigil.policy import DecisionPolicy
 from vigil.service import VigilService
@@ -22,10 +20,9 @@ async def _verdict(frames: list[bytes], document: bytes, today: date) -> dict[st
 
 
 async def test_a_kyc_result_changes_the_loaded_users_features(
-    tmp_path: Path, open_shop: Callable[[VigilService], Awaitable[Any]]
+    sqlite_url: str, open_shop: Callable[[VigilService], Awaitable[Any]]
 ) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'vigil.db'}"
-    await upgrade_async(url)
+    url = sqlite_url
     service = VigilService(url)
     graph = LocalGraph(url, supervised=None, anomaly=None)
     service.attach_screening(graph, DecisionPolicy())

@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from vigil.db.migrate import upgrade_async
 from vigil.features.events import TransactionEvent
 from vigil.local_graph import LocalGraph
 from vigil.policy import DecisionPolicy
@@ -42,10 +40,9 @@ class SlowGraph:
 
 
 async def test_batches_overlap_outside_the_graph_and_take_turns_inside_it(
-    tmp_path: Path, open_shop: Callable[[VigilService], Awaitable[Any]]
+    sqlite_url: str, open_shop: Callable[[VigilService], Awaitable[Any]]
 ) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'vigil.db'}"
-    await upgrade_async(url)
+    url = sqlite_url
     service = VigilService(url)
     graph = SlowGraph(LocalGraph(url, supervised=None, anomaly=None))
     service.attach_screening(graph, DecisionPolicy(), None, max_batch=4, max_wait_s=0.001, max_concurrency=3)
