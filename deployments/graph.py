@@ -61,7 +61,7 @@ class _ModelHolder:
                 f"({len(model.feature_names)} features), serving computes {FEATURE_VERSION!r} "
                 f"({len(FEATURE_NAMES)}): refusing to load it"
             )
-        self.model = model.single_threaded()  # one assignment: in-flight batches keep the old model
+        self.model = model.for_serving()  # one assignment: in-flight batches keep the old model
         settle_heap(f"{self.name} v{model.version}")
 
     @property

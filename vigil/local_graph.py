@@ -54,7 +54,7 @@ class LocalGraph:
                 check_model(model)
         # In-process: no earlier incarnation can have answers still committing, so no settling.
         self.shard = VelocityShard(0, 1, database_url, settle_s=0.0)
-        self.supervised = supervised.single_threaded() if supervised else None
+        self.supervised = supervised.for_serving() if supervised else None
         self.anomaly = anomaly
         self.explain_above = explain_above
         self.rules = rules or RuleSet.default()

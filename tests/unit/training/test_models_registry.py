@@ -111,7 +111,7 @@ def test_explain_where_explains_only_rows_at_the_threshold(
     train, cal = data
     model = train_supervised("xgboost", train, cal, params={"num_boost_round": 20}, nthread=1)
     registry.save_bundle(model, tmp_path / "m", feature_version="v1")
-    loaded = registry.load_bundle(tmp_path / "m").single_threaded()
+    loaded = registry.load_bundle(tmp_path / "m").for_serving()
     X = cal.X.iloc[:200]
     scores = loaded.predict_proba(X)
     above = float(np.quantile(scores, 0.9))
