@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
 .PHONY: help setup run test test-unit test-integration lint format bench bench-generate bench-train bench-restart \
-        bench-serve bench-kyc bench-features clean
+        bench-serve bench-kyc bench-features bench-explain clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -35,7 +35,7 @@ format: setup  ## Apply ruff's fixes and formatting.
 	@$(VENV)/bin/ruff check --fix .
 	@$(VENV)/bin/ruff format .
 
-bench: bench-generate bench-features bench-train bench-serve bench-restart bench-kyc  ## Every benchmark.
+bench: bench-generate bench-features bench-train bench-explain bench-serve bench-restart bench-kyc  ## Every benchmark.
 
 bench-generate: setup  ## Synthetic data: 5M transactions / 50K users; rows/s and peak RSS.
 	@$(PY) benchmarks/bench_generate.py --users 50000 --transactions 5000000
@@ -48,6 +48,9 @@ BENCH_DATA ?= data/bench-5m
 bench-train: setup  ## Features + XGBoost (plain and Ray Train) on the generated 5M-row dataset.
 	@test -f $(BENCH_DATA)/manifest.json || $(VENV)/bin/vigil generate --users 50000 --transactions 5000000 --seed 7 --out $(BENCH_DATA)
 	@$(PY) benchmarks/bench_train.py --dataset $(BENCH_DATA)
+
+bench-explain: setup  ## TreeSHAP per scoring batch: XGBoost's own against the lookup tables.
+	@$(PY) benchmarks/bench_explain.py
 
 bench-serve: setup  ## Load test (wrk, loopback) of the Serve graph vs the one-process uvicorn baseline.
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
