@@ -55,7 +55,13 @@ def live(
     import ray
     from ray import serve
 
-    from deployments.launch import deploy, direct_ingress_env, load_serve_config, start_local_ray
+    from deployments.launch import (
+        SERVING_RAY_ENV,
+        deploy,
+        direct_ingress_env,
+        load_serve_config,
+        start_local_ray,
+    )
     from training.dataset import matrix_from_dataset
     from training.generate import GenerateConfig, generate, split_at
     from training.pipeline import train_and_promote
@@ -114,7 +120,7 @@ def live(
         serve.shutdown()
         ray.shutdown()
         os.environ.pop("VIGIL_API_KEYS", None)
-        for name in ray_env:
+        for name in (*ray_env, *SERVING_RAY_ENV):
             os.environ.pop(name, None)
         cleanup.close()
 
@@ -151,6 +157,20 @@ def _replay(
         return await task
 
     return asyncio.run(run())
+
+
+def test_serving_workers_run_at_normal_priority(live: Live) -> None:
+    """Ray would start every replica and actor at nice 15 (deployments/launch.py, SERVING_RAY_ENV)."""
+    import psutil
+
+    workers = []
+    for proc in psutil.process_iter(["cmdline"]):
+        title = " ".join(proc.info["cmdline"] or [])
+        if title.startswith("ray::ServeReplica:vigil:") or title.startswith("ray::VelocityShard"):
+            workers.append((title, proc.nice()))
+    assert any("Ingress" in title for title, _ in workers), workers
+    assert any("VelocityShard" in title for title, _ in workers), workers
+    assert all(nice == 0 for _, nice in workers), workers
 
 
 def test_a_replayed_stream_is_decided_durably_with_reasons_from_every_detector(live: Live) -> None:
