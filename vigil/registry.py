@@ -179,9 +179,9 @@ class LoadedModel:
     ) -> list[list[tuple[str, float]] | None] | None:
         """Top-k contributions only for rows scoring at least ``above`` (None for the others).
 
-        TreeSHAP is the largest cost of a scoring batch (~0.13 ms of CPU per row with
-        :mod:`vigil.models.treeshap`, ~0.55 with XGBoost's own, demo champion), and the decision
-        policy reads contributions only for scores at its review threshold or above.
+        TreeSHAP is the largest cost of a scoring batch (0.17-0.29 ms of CPU per row with
+        :mod:`vigil.models.treeshap`, 0.62-0.71 with XGBoost's own, ``make bench-explain``), and
+        the decision policy reads contributions only for scores at its review threshold or above.
         Returns None when the model has no contributions at all.
         """
         if getattr(self.model, "explain", None) is None:

@@ -75,8 +75,8 @@ class SupervisedModel:
     ``estimator`` is an ``xgboost.Booster``, a ``lightgbm.Booster`` or a scikit-learn forest.
     Contributions (``contributions``/``explain``) are exact TreeSHAP values in log-odds before
     calibration, for XGBoost and LightGBM; the forest has none (``explain`` returns None). For
-    XGBoost they come from :class:`vigil.models.treeshap.TreeShap` (the same values, 4-6x less
-    CPU per row), built on first use and not pickled; XGBoost's own where that does not apply.
+    XGBoost they come from :class:`vigil.models.treeshap.TreeShap` (the same values, 2-4x less
+    CPU, ``make bench-explain``), built on first use and not pickled; XGBoost's own where that does not apply.
     """
 
     algorithm: str
@@ -96,7 +96,7 @@ class SupervisedModel:
 
     def prepare_explainer(self) -> None:
         """Build what :meth:`contributions` needs now (serving calls this at load, not at the
-        first flagged transaction; ~0.2 s for the demo champion)."""
+        first flagged transaction; 0.2-0.3 s for a model shaped like the demo champion)."""
         if self.algorithm == "xgboost" and self._treeshap is None:
             from vigil.models.treeshap import TreeShap
 
