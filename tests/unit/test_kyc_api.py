@@ -15,7 +15,6 @@ import pytest
 
 from vigil.api import create_api, install_service
 from vigil.auth import InMemoryKeyStore, install_key_store
-from vigil.db.migrate import upgrade_async
 from vigil.errors import InvalidRequest
 from vigil.ratelimit import InMemoryRateLimiter, RateLimit, install_rate_limiter
 from vigil.service import VigilService
@@ -46,7 +45,7 @@ def engine() -> Any:
 
 
 @pytest.fixture
-async def client(tmp_path: Path, engine: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def client(sqlite_url: str, engine: Any) -> AsyncIterator[httpx.AsyncClient]:
     from deployments.kyc import result_to_dict
     from kyc.errors import InvalidImage
 
@@ -57,10 +56,8 @@ async def client(tmp_path: Path, engine: Any) -> AsyncIterator[httpx.AsyncClient
             raise InvalidRequest(f"{exc.field}: {exc.reason}") from None
         return result_to_dict(result)
 
-    url = f"sqlite+aiosqlite:///{tmp_path / 'vigil.db'}"
-    await upgrade_async(url)
     api = create_api()
-    service = VigilService(url)
+    service = VigilService(sqlite_url)
     service.attach_kyc(verify)
     install_service(api, service)
     keys = InMemoryKeyStore()

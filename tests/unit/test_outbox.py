@@ -86,10 +86,8 @@ def make_world(open_shop: Callable[[VigilService], Awaitable[Any]]) -> MakeWorld
 
 
 @pytest.fixture
-async def world(tmp_path: Path, make_world: MakeWorld) -> AsyncIterator[World]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'vigil.db'}"
-    await upgrade_async(url)
-    w = await make_world(url, FlakyBus())
+async def world(sqlite_url: str, make_world: MakeWorld) -> AsyncIterator[World]:
+    w = await make_world(sqlite_url, FlakyBus())
     yield w
     await w.service.close()
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
-from vigil.db.migrate import upgrade_async
 from vigil.features.events import TransactionEvent
 from vigil.local_graph import LocalGraph
 from vigil.policy import DecisionPolicy
@@ -60,11 +58,9 @@ def _event(user_id: int) -> TransactionEvent:
     return TransactionEvent(transaction_id=0, user_id=user_id, created_at=NOW, amount=5.0)
 
 
-async def test_warm_loads_the_most_recent_users_to_the_state_a_lazy_load_gives(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'vigil.db'}"
-    await upgrade_async(url)
-    users = await _history(url)
-    warm, cold = VelocityShard(0, 1, url, settle_s=0.0), VelocityShard(0, 1, url, settle_s=0.0)
+async def test_warm_loads_the_most_recent_users_to_the_state_a_lazy_load_gives(sqlite_url: str) -> None:
+    users = await _history(sqlite_url)
+    warm, cold = VelocityShard(0, 1, sqlite_url, settle_s=0.0), VelocityShard(0, 1, sqlite_url, settle_s=0.0)
     try:
         assert await warm.warm(3) == 3
         assert set(warm.users) == set(users[:3])  # the three most recently active
@@ -77,11 +73,9 @@ async def test_warm_loads_the_most_recent_users_to_the_state_a_lazy_load_gives(t
         await cold.close()
 
 
-async def test_each_shard_warms_only_its_own_users_and_a_restart_still_settles(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'vigil.db'}"
-    await upgrade_async(url)
-    users = await _history(url)
-    shards = [VelocityShard(i, 2, url, settle_s=5.0) for i in range(2)]
+async def test_each_shard_warms_only_its_own_users_and_a_restart_still_settles(sqlite_url: str) -> None:
+    users = await _history(sqlite_url)
+    shards = [VelocityShard(i, 2, sqlite_url, settle_s=5.0) for i in range(2)]
     try:
         loaded = [await shard.warm(10) for shard in shards]
         assert sum(loaded) == len(users)
@@ -95,11 +89,9 @@ async def test_each_shard_warms_only_its_own_users_and_a_restart_still_settles(t
             await shard.close()
 
 
-async def test_a_restarted_shard_warms_in_the_background_once_settled(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'vigil.db'}"
-    await upgrade_async(url)
-    users = await _history(url)
-    shard = VelocityShard(0, 1, url, settle_s=0.3, warm_after_settle=3)
+async def test_a_restarted_shard_warms_in_the_background_once_settled(sqlite_url: str) -> None:
+    users = await _history(sqlite_url)
+    shard = VelocityShard(0, 1, sqlite_url, settle_s=0.3, warm_after_settle=3)
     try:
         probe = [Observation("restart-probe-1", _event(users[4]), user=True, entity=True)]
         await shard.observe(probe)  # inside the settle window: loads only its own user, lazily
