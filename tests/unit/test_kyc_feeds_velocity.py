@@ -22,9 +22,8 @@ async def _verdict(frames: list[bytes], document: bytes, today: date) -> dict[st
 async def test_a_kyc_result_changes_the_loaded_users_features(
     sqlite_url: str, open_shop: Callable[[VigilService], Awaitable[Any]]
 ) -> None:
-    url = sqlite_url
-    service = VigilService(url)
-    graph = LocalGraph(url, supervised=None, anomaly=None)
+    service = VigilService(sqlite_url)
+    graph = LocalGraph(sqlite_url, supervised=None, anomaly=None)
     service.attach_screening(graph, DecisionPolicy())
     service.attach_kyc(_verdict)
     try:

@@ -42,9 +42,8 @@ class SlowGraph:
 async def test_batches_overlap_outside_the_graph_and_take_turns_inside_it(
     sqlite_url: str, open_shop: Callable[[VigilService], Awaitable[Any]]
 ) -> None:
-    url = sqlite_url
-    service = VigilService(url)
-    graph = SlowGraph(LocalGraph(url, supervised=None, anomaly=None))
+    service = VigilService(sqlite_url)
+    graph = SlowGraph(LocalGraph(sqlite_url, supervised=None, anomaly=None))
     service.attach_screening(graph, DecisionPolicy(), None, max_batch=4, max_wait_s=0.001, max_concurrency=3)
     shop = await open_shop(service)
     assert service.screener is not None
