@@ -2,7 +2,8 @@
 
 Usage: ``.venv/bin/python benchmarks/bench_serve.py`` (= ``make bench-serve``); ``--help`` lists
 the knobs (``--quick`` for a smoke run, ``--systems graph`` to tune the graph alone,
-``--serve-config`` / ``--env`` to try another config or Ray environment variable).
+``--serve-config`` / ``--env`` to try another config or Ray environment variable,
+``--concurrency '' --open-loops 3`` for open-loop probes only, three on one start).
 
 Systems, each on its own fresh copy of the same SQLite database (demo dataset loaded):
 
@@ -24,7 +25,9 @@ Load: ``wrk`` (Debian package) in its own process on 127.0.0.1, closed loop at e
 idempotency keys over real user/account/merchant/device tuples of the demo dataset. Then an
 open-loop run at a fixed rate (default 300/s) from a Python/aiohttp generator in its own process,
 latency measured from each request's *scheduled* send time (no coordinated omission). After each
-run, every idempotency key answered 2xx is looked up in the database with its decision.
+run, every idempotency key answered 2xx is looked up in the database with its decision. Each run
+also keeps where a batch's time went: the system's own ``vigil_stage_seconds`` and
+``vigil_batch_size`` over the run (``stage_ms_per_batch``, ``batch_size_mean``).
 Memory: PSS of every process of each system's tree (``vigil up`` → GCS, raylet → workers).
 
 Results: ``benchmarks/results/serve-<UTC stamp>.json``, and ``serve-latest.json`` for a run with
@@ -40,6 +43,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import sqlite3
@@ -349,6 +353,14 @@ class CpuMeter:
             "self": me.ru_utime + me.ru_stime,
         }
 
+    def by_process(self, before: dict[int, float], wall: float) -> dict[str, float]:
+        """Cores per process label since ``before`` (a copy of :attr:`by_pid` then), the largest first."""
+        by_label: dict[str, float] = {}
+        for pid, spent in self.by_pid.items():
+            label = self.labels[pid]
+            by_label[label] = by_label.get(label, 0.0) + (spent - before.get(pid, 0.0)) / wall
+        return {k: round(v, 3) for k, v in sorted(by_label.items(), key=lambda kv: -kv[1]) if v >= 0.005}
+
     @staticmethod
     def cores(before: dict[str, float], after: dict[str, float], wall: float) -> dict[str, float]:
         d = {k: after[k] - before[k] for k in before}
@@ -360,6 +372,45 @@ class CpuMeter:
             "steal_cores": round(d["steal"] / wall, 2),
             "machine_busy_cores": round(d["busy"] / wall, 2),
         }
+
+
+_SERIES = re.compile(r'^(vigil_stage_seconds|vigil_batch_size)_(sum|count)(?:\{stage="([^"]*)"\})? (\S+)$')
+
+
+def screening_sums(system: System) -> dict[tuple[str, str, str], float]:
+    """The Ingress's (or the baseline's) own screening series from ``/metrics``: sums and counts of
+    ``vigil_stage_seconds`` per stage and of ``vigil_batch_size`` ({} if unreachable)."""
+    try:
+        _, text = http(system.url + "/metrics", timeout=5)
+    except OSError:
+        return {}
+    found = {}
+    for line in text.decode(errors="replace").splitlines():
+        if match := _SERIES.match(line):
+            name, kind, stage, value = match.groups()
+            found[(name, stage or "", kind)] = float(value)
+    return found
+
+
+def screening_means(
+    before: dict[tuple[str, str, str], float], after: dict[tuple[str, str, str], float]
+) -> dict[str, Any]:
+    """Per-batch means between two :func:`screening_sums`: ms per stage, transactions per batch.
+    Where a batch's time goes (the graph's ``features`` and ``scorers`` as RuleScreen reports them)."""
+    stages: dict[str, float] = {}
+    batch = None
+    for (name, stage, kind), total in after.items():
+        if kind != "sum":
+            continue
+        count = after.get((name, stage, "count"), 0.0) - before.get((name, stage, "count"), 0.0)
+        if count <= 0:
+            continue
+        mean = (total - before.get((name, stage, "sum"), 0.0)) / count
+        if name == "vigil_batch_size":
+            batch = round(mean, 2)
+        else:
+            stages[stage] = round(mean * 1000, 2)
+    return {"stage_ms_per_batch": dict(sorted(stages.items())), "batch_size_mean": batch}
 
 
 def durable(system: System, prefix: str, ack_files: list[Path]) -> dict[str, Any]:
@@ -442,12 +493,14 @@ def closed_loop(
     load_before = os.getloadavg()
     cpu_before = meter.snapshot()
     pid_before = dict(meter.by_pid)
+    sums_before = screening_sums(system)
     wall = time.monotonic()
     stats, files = run_wrk(
         system, concurrency=c, seconds=args.seconds, bodies=bodies, prefix=prefix, api_key=api_key, acks=acks
     )
     wall = time.monotonic() - wall
     cpu_after = meter.snapshot()
+    stages = screening_means(sums_before, screening_sums(system))
     time.sleep(0.5)  # answers still in flight when wrk stopped: their commits land before the check
     seconds = stats["duration_us"] / 1e6
     result = {
@@ -472,13 +525,8 @@ def closed_loop(
         **CpuMeter.cores(cpu_before, cpu_after, wall),
     }
     result["rps_per_server_core"] = round(result["rps"] / max(result["server_cpu_cores"], 0.01), 1)
-    by_label: dict[str, float] = {}
-    for pid, spent in meter.by_pid.items():
-        label = meter.labels[pid]
-        by_label[label] = by_label.get(label, 0.0) + (spent - pid_before.get(pid, 0.0)) / wall
-    result["server_cpu_cores_by_process"] = {
-        k: round(v, 3) for k, v in sorted(by_label.items(), key=lambda kv: -kv[1]) if v >= 0.005
-    }
+    result["server_cpu_cores_by_process"] = meter.by_process(pid_before, wall)
+    result |= stages
     # CPU-milliseconds the server spent per successful decision
     result["server_cpu_ms_per_decision"] = round(
         1000 * result["server_cpu_cores"] / max(result["rps"], 0.01), 1
@@ -494,9 +542,9 @@ def closed_loop(
 
 
 def open_loop(
-    system: System, args: argparse.Namespace, bodies: Path, api_key: str, stamp: str
+    system: System, args: argparse.Namespace, bodies: Path, api_key: str, stamp: str, *, index: int = 0
 ) -> dict[str, Any]:
-    prefix = f"o{stamp}-{system.name}"
+    prefix = f"o{stamp}-{system.name}" + (f"-{index}" if index else "")  # fresh keys per loop
     acks = system.log.parent / f"acks-{system.name}-open.txt"
     out = system.log.parent / f"open-{system.name}.json"
     cmd = [PY, __file__, "_openloop", "--url", system.url + "/v1/transactions", "--rate", str(args.rate)]
@@ -504,11 +552,15 @@ def open_loop(
     cmd += ["--acks", str(acks), "--out", str(out)]
     load_before = os.getloadavg()
     meter = CpuMeter(system)
-    cpu_before, wall = meter.snapshot(), time.monotonic()
+    cpu_before, sums_before, wall = meter.snapshot(), screening_sums(system), time.monotonic()
+    pid_before = dict(meter.by_pid)
     subprocess.run(cmd, check=True, env=dict(os.environ, BENCH_API_KEY=api_key), timeout=args.seconds + 120)
-    cpu = CpuMeter.cores(cpu_before, meter.snapshot(), time.monotonic() - wall)
+    wall = time.monotonic() - wall
+    cpu = CpuMeter.cores(cpu_before, meter.snapshot(), wall)
+    cpu["server_cpu_cores_by_process"] = meter.by_process(pid_before, wall)
+    stages = screening_means(sums_before, screening_sums(system))
     time.sleep(0.5)
-    result: dict[str, Any] = json.loads(out.read_text()) | cpu
+    result: dict[str, Any] = json.loads(out.read_text()) | cpu | stages
     out.unlink()
     result["durable"] = durable(system, prefix, [acks])
     result["loadavg_before"] = [round(x, 2) for x in load_before]
@@ -524,6 +576,9 @@ def open_loop(
         f"-> {'PASS' if result['pass'] else 'FAIL'}",
         flush=True,
     )
+    if result["batch_size_mean"] is not None:
+        stages = " ".join(f"{k} {v:.1f}" for k, v in result["stage_ms_per_batch"].items())
+        print(f"           batches of {result['batch_size_mean']:.1f}, ms per batch: {stages}", flush=True)
     return result
 
 
@@ -680,8 +735,8 @@ def print_table(result: dict[str, Any]) -> None:
         if mem:
             print(f"{name}: PSS {mem['pss_total_gb']:.2f} GB over {mem['processes']} processes", end="")
             print(" (< 4 GB: yes)" if mem["pss_total_gb"] < 4 else " (< 4 GB: NO)")
-        ol = data.get("open_loop")
-        if ol:
+        loops = [data["open_loop"], *data.get("more_open_loops", [])] if "open_loop" in data else []
+        for ol in loops:
             print(
                 f"{name}: {ol['rate']:g}/s open loop: achieved {ol['achieved_rps']:.1f}/s, "
                 f"p99 {ol['p99_ms']:.1f} ms, errors {ol['errors']} -> {'PASS' if ol['pass'] else 'FAIL'}"
@@ -770,10 +825,16 @@ def bench_all(
                 keep_peak_memory(system, data[name])
         if args.rate > 0:
             for name in names:
-                data[name]["settle_before_open_loop_s"] = settle(systems[name])
-                data[name]["open_loop"] = open_loop(systems[name], args, bodies, api_key, stamp)
-                keep_peak_memory(systems[name], data[name])
-                data[name]["settle_after_open_loop_s"] = settle(systems[name])
+                system = systems[name]
+                data[name]["settle_before_open_loop_s"] = settle(system)
+                data[name]["open_loop"] = open_loop(system, args, bodies, api_key, stamp)
+                keep_peak_memory(system, data[name])
+                for index in range(1, args.open_loops):  # more of them on the same start
+                    settled = settle(system)
+                    more = open_loop(system, args, bodies, api_key, stamp, index=index)
+                    data[name].setdefault("more_open_loops", []).append(more | {"settle_wait_s": settled})
+                    keep_peak_memory(system, data[name])
+                data[name]["settle_after_open_loop_s"] = settle(system)
     except Exception as exc:
         for name in names:
             data[name].setdefault("error", f"{type(exc).__name__}: {exc}")
@@ -804,6 +865,12 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20.0, help="each measured run")
     ap.add_argument("--warmup", type=float, default=3.0, help="warm-up before each concurrency")
     ap.add_argument("--rate", type=float, default=300.0, help="open-loop rate (0 = skip)")
+    ap.add_argument(
+        "--open-loops",
+        type=int,
+        default=1,
+        help="open loops per system (a probe: --concurrency '' --open-loops 3)",
+    )
     ap.add_argument("--serve-config", type=Path, default=ROOT / "ray_config.yaml")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for `vigil up` (repeatable)")
     ap.add_argument(
@@ -824,6 +891,7 @@ def main() -> int:
         "seconds",
         "warmup",
         "rate",
+        "open_loops",
         "serve_config",
         "env",
         "baseline_env",
@@ -832,6 +900,8 @@ def main() -> int:
     if args.quick:
         args.concurrency, args.seconds, args.warmup = "8", 3.0, 1.0
     args.concurrency = [int(c) for c in str(args.concurrency).split(",") if c]
+    if args.open_loops < 1:
+        ap.error("--open-loops: at least 1")
     systems = [s for s in args.systems.split(",") if s]
     if not set(systems) <= {"graph", "baseline"}:
         ap.error("--systems: graph and/or baseline")
