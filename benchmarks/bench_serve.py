@@ -43,7 +43,6 @@ import contextlib
 import json
 import os
 import platform
-import re
 import shutil
 import signal
 import sqlite3
@@ -374,21 +373,23 @@ class CpuMeter:
         }
 
 
-_SERIES = re.compile(r'^(vigil_stage_seconds|vigil_batch_size)_(sum|count)(?:\{stage="([^"]*)"\})? (\S+)$')
-
-
 def screening_sums(system: System) -> dict[tuple[str, str, str], float]:
     """The Ingress's (or the baseline's) own screening series from ``/metrics``: sums and counts of
     ``vigil_stage_seconds`` per stage and of ``vigil_batch_size`` ({} if unreachable)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     try:
         _, text = http(system.url + "/metrics", timeout=5)
     except OSError:
         return {}
     found = {}
-    for line in text.decode(errors="replace").splitlines():
-        if match := _SERIES.match(line):
-            name, kind, stage, value = match.groups()
-            found[(name, stage or "", kind)] = float(value)
+    for family in text_string_to_metric_families(text.decode(errors="replace")):
+        if family.name not in ("vigil_stage_seconds", "vigil_batch_size"):
+            continue
+        for sample in family.samples:
+            kind = sample.name.removeprefix(family.name + "_")
+            if kind in ("sum", "count"):
+                found[(family.name, sample.labels.get("stage", ""), kind)] = float(sample.value)
     return found
 
 
