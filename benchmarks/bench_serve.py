@@ -578,8 +578,8 @@ def open_loop(
         flush=True,
     )
     if result["batch_size_mean"] is not None:
-        stages = " ".join(f"{k} {v:.1f}" for k, v in result["stage_ms_per_batch"].items())
-        print(f"           batches of {result['batch_size_mean']:.1f}, ms per batch: {stages}", flush=True)
+        per_stage = " ".join(f"{k} {v:.1f}" for k, v in result["stage_ms_per_batch"].items())
+        print(f"           batches of {result['batch_size_mean']:.1f}, ms per batch: {per_stage}", flush=True)
     return result
 
 
