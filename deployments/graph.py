@@ -5,7 +5,9 @@ batch, to :meth:`RuleScreen.screen_batch`; that replica calls the velocity shard
 scorers, once per batch each. A call costs its caller CPU (~0.65 ms each here, measured with an
 idle machine), so the calls are made where CPU is free: the Ingress's event loop also parses
 every HTTP request and writes every batch. Feature rows travel to the scorers as one float64
-matrix per batch (cheap to serialise), columns in :data:`vigil.features.spec.FEATURE_NAMES` order.
+matrix per batch (cheap to serialise), columns in :data:`vigil.features.spec.FEATURE_NAMES` order;
+events, observations and results cross as tuples of plain values (``wire()``), which Ray's
+cloudpickle serialises without calling back into Python per object.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import asyncio
 import logging
 import time
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,14 +26,14 @@ from actors.velocity import get_or_create_shards
 from vigil import metrics
 from vigil.db import history
 from vigil.db.engine import create_engine, session_factory
-from vigil.features.events import TransactionEvent
+from vigil.features.events import EventWire, TransactionEvent, from_ns
 from vigil.features.spec import FEATURE_NAMES, FEATURE_VERSION
 from vigil.heap import raise_young_threshold, settle_heap
 from vigil.policy import explain_cutoff
 from vigil.registry import FeatureMismatchError, LoadedModel, load_champion, load_version
 from vigil.rules import Blacklist, BlacklistItem, RuleHit, RuleSet
 from vigil.schemas import TransactionCreate
-from vigil.screening import Scored, acted_on
+from vigil.screening import Scored, ScoredWire, acted_on
 from vigil.velocity import Observation, merge_rows, route, shard_of_user
 
 log = logging.getLogger("vigil.graph")
@@ -216,24 +218,25 @@ class RuleScreen:
     async def _features(self, keys: list[str], events: list[TransactionEvent]) -> list[dict[str, float]]:
         routed = route(keys, events, len(self.shards))
         order = list(routed)
-        calls = [self.shards[s].observe.remote([obs for _, obs in routed[s]]) for s in order]
+        calls = [self.shards[s].observe_wire.remote([obs.wire() for _, obs in routed[s]]) for s in order]
         partial_rows: list[list[dict[str, float]]] = await asyncio.gather(*calls)
         partial = [([i for i, _ in routed[s]], rows) for s, rows in zip(order, partial_rows, strict=True)]
         return merge_rows(events, partial)
 
     async def screen_batch(
-        self, keys: list[str], events: list[TransactionEvent], txs: list[dict[str, Any]]
-    ) -> tuple[list[Scored], dict[str, float]]:
+        self, keys: list[str], wires: list[EventWire], txs: list[dict[str, Any]]
+    ) -> tuple[list[ScoredWire], dict[str, float]]:
         """Features, then rules ∥ supervised ∥ anomaly, for one micro-batch; with the seconds
         each stage took (the Ingress records them: this replica's metrics are not scraped)."""
         started = time.perf_counter()
+        events = [TransactionEvent.from_wire(w) for w in wires]
         rows = await self._features(keys, events)
         features_s = time.perf_counter() - started
         started = time.perf_counter()
         matrix = rows_to_matrix(rows)
         supervised = self.supervised.score.remote(matrix)
         anomaly = self.anomaly.score.remote(matrix)
-        at = [cast(datetime, e.created_at) for e in events]  # aware UTC datetimes (to_event sets them)
+        at = [from_ns(e.t_ns) for e in events]
         try:
             hits, rules_version = await self._rule_hits(txs, rows, at)
         except BaseException:
@@ -255,7 +258,7 @@ class RuleScreen:
             )
             for i in range(len(rows))
         ]
-        return scored, {"features": features_s, "scorers": time.perf_counter() - started}
+        return [s.wire() for s in scored], {"features": features_s, "scorers": time.perf_counter() - started}
 
 
 class ServeGraph:
@@ -271,10 +274,12 @@ class ServeGraph:
     async def score(
         self, keys: list[str], events: list[TransactionEvent], txs: list[TransactionCreate]
     ) -> list[Scored]:
-        scored, stages = await self.rules.screen_batch.remote(keys, events, [t.model_dump() for t in txs])
+        wires, stages = await self.rules.screen_batch.remote(
+            keys, [e.wire() for e in events], [t.model_dump() for t in txs]
+        )
         for stage, seconds in stages.items():
             metrics.STAGE_SECONDS.labels(stage).observe(seconds)
-        return scored
+        return [Scored.from_wire(w) for w in wires]
 
 
 __all__ = [

@@ -36,7 +36,7 @@ from vigil.errors import ServiceUnavailable, UnknownReference, VigilError
 from vigil.features.events import TransactionEvent
 from vigil.outbox import EventPublisher, EventRelay
 from vigil.policy import DecisionPolicy
-from vigil.rules import RuleHit
+from vigil.rules import RuleHit, RuleOutcome
 from vigil.schemas import ScreenResult, TransactionCreate
 
 log = logging.getLogger("vigil.screening")
@@ -66,6 +66,42 @@ class Scored:
     rules_version: str | None = None
     # The supervised model's own (review, block) cut-offs, recorded with its version.
     fraud_thresholds: tuple[float, float] | None = None
+
+    def wire(self) -> ScoredWire:
+        """Plain values for the answer to another process (see :meth:`TransactionEvent.wire`)."""
+        return (
+            [(h.rule_id, h.outcome, h.reason, h.code, h.value, h.shadow) for h in self.rule_hits],
+            self.fraud_score,
+            self.contributions,
+            self.anomaly_score,
+            self.model_version,
+            self.rules_version,
+            self.fraud_thresholds,
+        )
+
+    @classmethod
+    def from_wire(cls, wire: ScoredWire) -> Scored:
+        hits, fraud, contributions, anomaly, model_version, rules_version, thresholds = wire
+        return cls(
+            [RuleHit(*h) for h in hits],
+            fraud,
+            contributions,
+            anomaly,
+            model_version,
+            rules_version,
+            thresholds,
+        )
+
+
+ScoredWire = tuple[
+    list[tuple[str, RuleOutcome, str, str | None, float | None, bool]],
+    float | None,
+    list[tuple[str, float]] | None,
+    float | None,
+    str | None,
+    str | None,
+    tuple[float, float] | None,
+]
 
 
 class ScoringGraph(Protocol):

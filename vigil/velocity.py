@@ -36,7 +36,7 @@ from typing import Any
 
 from vigil.db import history
 from vigil.db.engine import create_engine, session_factory
-from vigil.features.events import BlacklistEntry, LabelEvent, TransactionEvent
+from vigil.features.events import BlacklistEntry, EventWire, LabelEvent, TransactionEvent
 from vigil.features.online import (
     NAN,
     BlacklistIndex,
@@ -62,6 +62,18 @@ class Observation:
     event: TransactionEvent
     user: bool
     entity: bool
+
+    def wire(self) -> ObservationWire:
+        """Plain values for the call to a shard actor (see :meth:`TransactionEvent.wire`)."""
+        return (self.key, self.user, self.entity, self.event.wire())
+
+    @classmethod
+    def from_wire(cls, wire: ObservationWire) -> Observation:
+        key, user, entity, event = wire
+        return cls(key, TransactionEvent.from_wire(event), user, entity)
+
+
+ObservationWire = tuple[str, bool, bool, EventWire]
 
 
 def shard_of_user(user_id: int, shard_count: int) -> int:
@@ -240,6 +252,10 @@ class VelocityShard:
                     self.seen.popitem(last=False)
                 rows.append(row)
             return rows
+
+    async def observe_wire(self, batch: list[ObservationWire]) -> list[Row]:
+        """:meth:`observe` for observations sent as :meth:`Observation.wire` tuples."""
+        return await self.observe([Observation.from_wire(w) for w in batch])
 
     async def add_label(self, label: LabelEvent) -> None:
         self.entities.add_label(label)

@@ -13,6 +13,20 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 
 TimeLike = datetime | int
+#: A :class:`TransactionEvent` as plain values, in field order, event time as ``t_ns``.
+EventWire = tuple[
+    int,
+    int,
+    int,
+    float,
+    int | None,
+    int | None,
+    str | None,
+    str | None,
+    str | None,
+    float | None,
+    float | None,
+]
 
 
 def to_ns(t: TimeLike) -> int:
@@ -23,6 +37,11 @@ def to_ns(t: TimeLike) -> int:
         raise ValueError("naive datetime refused: pass a timezone-aware (UTC) datetime")
     # pandas.Timestamp is a datetime with a nanosecond field; plain datetimes stop at microseconds.
     return (t - _EPOCH) // _US * 1000 + int(getattr(t, "nanosecond", 0))
+
+
+def from_ns(t_ns: int) -> datetime:
+    """The aware UTC datetime of ``t_ns`` (exact for whole microseconds; finer parts dropped)."""
+    return _EPOCH + timedelta(microseconds=t_ns // 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +63,29 @@ class TransactionEvent:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "t_ns", to_ns(self.created_at))
+
+    def wire(self) -> EventWire:
+        """The event as a tuple of plain values, for a call to another process: pickling one
+        costs ~1/10 of pickling the dataclass (32 events here: 0.05 against 0.54 ms with Ray's
+        cloudpickle, which calls back into Python for every object that is not a builtin)."""
+        return (
+            self.transaction_id,
+            self.user_id,
+            self.t_ns,
+            self.amount,
+            self.merchant_id,
+            self.device_id,
+            self.ip,
+            self.channel,
+            self.country,
+            self.lat,
+            self.lon,
+        )
+
+    @classmethod
+    def from_wire(cls, wire: EventWire) -> TransactionEvent:
+        """The event of :meth:`wire` (``created_at`` is then its ``t_ns``: the same instant)."""
+        return cls(*wire)
 
     @property
     def has_location(self) -> bool:
