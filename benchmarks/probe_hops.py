@@ -17,7 +17,7 @@ CPU per round trip is its wall time, not its work), which would slow everything 
 A Compiled Graph cannot bind an ``async def`` method (it tries to pickle the coroutine); the
 shard's method here is sync, as a compiled shard's would have to be. Writes
 ``benchmarks/results/hops-<UTC stamp>.json``. Not part of ``make bench``: it decided a design
-question (README, "Serving").
+question (benchmarks/SERVING-LOG.md).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ log = logging.getLogger("vigil.graph")
 #: nothing else is coming; matrices that are already queued (more replicas, more batches in
 #: flight) are still scored together. Measured at 300/s (four starts alternating, three 20 s
 #: loops each): the scorers' stage per batch over its size 0.91-0.95 ms against 0.98-1.04 with a
-#: 1 ms wait, about 0.7 ms less per batch of ~10; p99 87-107 against 82-146 ms (README, "Serving").
+#: 1 ms wait, about 0.7 ms less per batch of ~10; p99 87-107 against 82-146 ms (benchmarks/SERVING-LOG.md).
 SCORER_BATCH_WAIT_S = 0.0
 
 
@@ -162,7 +162,7 @@ class RuleScreen:
     here; this replica asks the velocity shards for the features, then evaluates the rules while
     both scorers run. Measured against the Ingress calling all five itself (same machine, 300/s
     open loop): the Ingress's CPU fell from ~0.6 to ~0.45 cores, this replica's rose from ~0.07
-    to ~0.2 (README, "Serving: the composed graph against a one-process baseline").
+    to ~0.2 (benchmarks/SERVING-LOG.md).
     """
 
     def __init__(

@@ -25,7 +25,7 @@ log = logging.getLogger("vigil.launch")
 #: Ray starts its workers (every Serve replica and actor) at nice 15, below its own daemons and
 #: anything else on the box; a serving node runs them at normal priority. Measured here at 300/s
 #: (graph, 30 s open loops, three rounds in alternating order): p99 112-183 ms at nice 0 against
-#: 128-223 ms at 15, and 6 of 6 paired runs lower (README, "Serving"). Set it to 15 to go back.
+#: 128-223 ms at 15, and 6 of 6 paired runs lower (benchmarks/SERVING-LOG.md). Set it to 15 to go back.
 SERVING_RAY_ENV = {"RAY_worker_niceness": "0"}
 
 
