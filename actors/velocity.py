@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from typing import Any
 
 import ray
@@ -22,6 +23,9 @@ from vigil.heap import settle_heap
 
 log = logging.getLogger("vigil.velocity")
 SETTLE_S = 5.0
+#: When this process had imported the shard's modules (wall clock): a restart's timeline
+#: (benchmarks/probe_restart.py) reads it and ``started_at`` from :meth:`VelocityShard.info`.
+IMPORTED_AT = time.time()
 
 
 class VelocityShard(velocity.VelocityShard):
@@ -29,7 +33,9 @@ class VelocityShard(velocity.VelocityShard):
     (named like that logic, so Ray's process title stays ``ray::VelocityShard``)."""
 
     def __init__(self, index: int, count: int, database_url: str, warm_users: int = 0) -> None:
-        restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        with warnings.catch_warnings():  # Ray's own property reads its deprecated ``actor_id``
+            warnings.simplefilter("ignore", DeprecationWarning)
+            restarted = ray.get_runtime_context().was_current_actor_reconstructed
         super().__init__(
             index,
             count,
@@ -37,6 +43,7 @@ class VelocityShard(velocity.VelocityShard):
             settle_s=SETTLE_S if restarted else 0.0,
             warm_after_settle=warm_users if restarted else 0,
         )
+        self.started_at = time.time()
 
     async def warm(self, max_users: int, *, chunk: int = 64) -> int:
         """Load the users (see the base class), then freeze the loaded state out of the
@@ -44,6 +51,9 @@ class VelocityShard(velocity.VelocityShard):
         loaded = await super().warm(max_users, chunk=chunk)
         settle_heap(f"velocity shard {self.index}/{self.count}")
         return loaded
+
+    async def info(self) -> dict[str, Any]:
+        return await super().info() | {"imported_at": IMPORTED_AT, "started_at": self.started_at}
 
 
 VelocityShardActor = ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)(VelocityShard)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import uuid
 from collections import OrderedDict
@@ -292,6 +293,7 @@ class VelocityShard:
             "index": self.index,
             "count": self.count,
             "incarnation": self.incarnation,
+            "pid": os.getpid(),
             "users": len(self.users),
             "seen_keys": len(self.seen),
         }

@@ -7,7 +7,12 @@
 
 ``tests/unit/features/test_features_parity.py`` replays random streams both ways and demands
 equal rows. No Ray here: actors wrap these objects.
+
+:func:`compute_features` is imported on first use: the offline path needs pandas, which the
+velocity shards (online only) would otherwise import at every (re)start.
 """
+
+from typing import Any
 
 from vigil.features.events import (
     BlacklistEntry,
@@ -17,7 +22,6 @@ from vigil.features.events import (
     UserProfile,
     to_ns,
 )
-from vigil.features.offline import compute_features
 from vigil.features.online import (
     BlacklistIndex,
     EntityStore,
@@ -60,3 +64,11 @@ __all__ = [
     "stable_shard",
     "to_ns",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "compute_features":
+        from vigil.features.offline import compute_features
+
+        return compute_features
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

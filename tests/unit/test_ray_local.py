@@ -1,0 +1,69 @@
+"""The worker setup hook of a loopback Ray: it patches Serve's replica module only where a
+process imports it, and the patched server binds 127.0.0.1 instead of every interface.
+
+Each check runs in a fresh interpreter: the hook changes ``sys.meta_path`` and the module."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+def _run(code: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_the_hook_does_not_import_serve_and_patches_the_replica_module_when_imported() -> None:
+    out = _run(
+        """
+        import sys
+        from vigil.infra.ray_local import bind_serve_replicas_to_loopback
+        bind_serve_replicas_to_loopback()
+        bind_serve_replicas_to_loopback()  # a second call installs nothing more
+        print("serve imported by the hook:", "ray.serve._private.replica" in sys.modules)
+        finders = [f for f in sys.meta_path if type(f).__name__ == "_PatchOnImport"]
+        print("finders:", len(finders))
+
+        from ray.serve._private import replica
+
+        class Server:
+            def add_insecure_port(self, address):
+                print("bound:", address)
+                return int(address.rsplit(":", 1)[1])
+
+        print("port:", replica.add_port_to_grpc_server(Server(), "[::]:45123"))
+        print("finders left:", sum(type(f).__name__ == "_PatchOnImport" for f in sys.meta_path))
+        import inspect
+        print("source readable:", "class ReplicaActor" in inspect.getsource(replica))
+        """
+    )
+    assert out.splitlines() == [
+        "serve imported by the hook: False",
+        "finders: 1",
+        "bound: 127.0.0.1:45123",
+        "port: 45123",
+        "finders left: 0",
+        "source readable: True",
+    ]
+
+
+def test_a_module_imported_before_the_hook_is_patched_at_once() -> None:
+    out = _run(
+        """
+        from ray.serve._private import replica
+        from vigil.infra.ray_local import bind_serve_replicas_to_loopback
+        before = replica.add_port_to_grpc_server
+        bind_serve_replicas_to_loopback()
+        print(replica.add_port_to_grpc_server is not before)
+        """
+    )
+    assert out == "True"
