@@ -15,11 +15,15 @@ user's next event by replaying the user's stored history, and its entity state e
 last 7 days (the longest entity window) plus all labels.
 
 One race is closed explicitly: events that the *dead* incarnation answered but whose database
-commit lands after the new incarnation rebuilt that user. A user rebuilt less than
-``settle_s`` after the shard started is rebuilt once more on a later event, from the database
-plus the events this incarnation learned itself, so its counts converge to exactly the stored
-history. (Entity distinct-user counts can miss such an event until that device/IP is seen
-again; they refresh themselves on the next event.)
+commit lands after the new incarnation rebuilt that user. For each user rebuilt less than
+``settle_s`` after the shard started, the shard remembers which stored events the rebuild saw;
+once the window has passed, one query lists those users' transactions decided since shortly
+before the start (:data:`LATE_COMMIT_S`), and a user with a stored event that neither the
+rebuild nor this incarnation saw is rebuilt once more, from the database plus the events this
+incarnation learned itself, so its counts converge to exactly the stored history. (Until then,
+a user rebuilt at every next event after the window cost a burst of database reads just when
+the restarted shard was catching up.) Entity distinct-user counts can miss such an event until
+that device/IP is seen again; they refresh themselves on the next event.
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ log = logging.getLogger("vigil.velocity")
 
 #: How many idempotency keys a shard remembers (retries arrive within seconds).
 SEEN_KEYS = 200_000
+#: How long before a restarted shard's start an event its dead predecessor answered may have
+#: been decided and still commit afterwards (a request's whole life is far shorter).
+LATE_COMMIT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +150,8 @@ class VelocityShard:
         # users rebuilt while the previous incarnation's answers may still be committing:
         # user -> events this incarnation learned since (replayed on top of the DB at settle time)
         self.unsettled: dict[int, list[tuple[str, TransactionEvent]]] = {}
+        self._rebuilt_from: dict[int, set[str]] = {}  # unsettled user -> stored keys its rebuild saw
+        self._late_since = datetime.now(UTC) - timedelta(seconds=LATE_COMMIT_S)
         self._recovered = False
         self._lock = asyncio.Lock()
         self._warm_after_settle = warm_after_settle
@@ -179,8 +188,33 @@ class VelocityShard:
             self.users[uid] = state
             if settling:
                 self.unsettled.setdefault(uid, [])
+                self._rebuilt_from[uid] = stored_keys
             else:
                 self.unsettled.pop(uid, None)
+                self._rebuilt_from.pop(uid, None)
+
+    async def _settle(self) -> None:
+        """Once the settle window has passed: rebuild the users loaded within it that missed an
+        event the dead incarnation answered (committed after their rebuild); the rest are final."""
+        users = sorted(self.unsettled)
+        async with self.sessions() as session:
+            stored = await history.keys_decided_since(session, user_ids=users, since=self._late_since)
+        late = []
+        for uid in users:
+            seen = self._rebuilt_from.get(uid, set()) | {key for key, _ in self.unsettled[uid]}
+            if stored[uid] - seen:
+                late.append(uid)
+            else:
+                self.unsettled.pop(uid)
+                self._rebuilt_from.pop(uid, None)
+        if late:
+            log.warning(
+                "velocity shard %d/%d: %d users rebuilt again for events committed after their rebuild",
+                self.index,
+                self.count,
+                len(late),
+            )
+            await self._load_users(late)
 
     async def warm(self, max_users: int, *, chunk: int = 64) -> int:
         """Load up to ``max_users`` of this shard's most recently active users now, so that the
@@ -218,15 +252,15 @@ class VelocityShard:
             if not self._recovered:
                 await self._recover_entities()
             settled = time.monotonic() - self.started >= self.settle_s
+            if settled and self.unsettled:
+                await self._settle()
             if settled and self._warm_after_settle and self._warming is None:
                 # small chunks: each holds the lock a few ms against the traffic's calls
                 self._warming = asyncio.get_running_loop().create_task(self._warm_in_background())
             need = {
                 o.event.user_id
                 for o in batch
-                if o.user
-                and o.key not in self.seen
-                and (o.event.user_id not in self.users or (settled and o.event.user_id in self.unsettled))
+                if o.user and o.key not in self.seen and o.event.user_id not in self.users
             }
             if need:
                 await self._load_users(sorted(need))
@@ -275,8 +309,9 @@ class VelocityShard:
     async def user_counts(self, user_id: int, at: datetime) -> Row:
         """The user's current velocity features as of ``at`` (for checks and the history route)."""
         async with self._lock:
-            settled = time.monotonic() - self.started >= self.settle_s
-            if user_id not in self.users or (settled and user_id in self.unsettled):
+            if time.monotonic() - self.started >= self.settle_s and self.unsettled:
+                await self._settle()
+            if user_id not in self.users:
                 await self._load_users([user_id])
             probe = TransactionEvent(transaction_id=-1, user_id=user_id, created_at=at, amount=0.01)
             return self.users[user_id].features(probe)

@@ -7,6 +7,9 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import sqlalchemy as sa
+
+from vigil.db.engine import create_engine
 from vigil.features.events import TransactionEvent
 from vigil.local_graph import LocalGraph
 from vigil.policy import DecisionPolicy
@@ -104,3 +107,80 @@ async def test_a_restarted_shard_warms_in_the_background_once_settled(sqlite_url
         assert not set(users[:3]) & set(shard.unsettled)  # loaded after the window: final
     finally:
         await shard.close()
+
+
+async def _commit_late(url: str, user_id: int, key: str) -> None:
+    """Store one transaction of ``user_id`` the way a dead incarnation's batch would land: screened
+    and committed by another screening path, after the restarted shard rebuilt the user."""
+    service = VigilService(url)
+    graph = LocalGraph(url, supervised=None, anomaly=None)
+    service.attach_screening(graph, DecisionPolicy())
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            account = (
+                await conn.execute(
+                    sa.text("SELECT account_id FROM accounts WHERE user_id = :u"), {"u": user_id}
+                )
+            ).scalar_one()
+            merchant = (await conn.execute(sa.text("SELECT min(merchant_id) FROM merchants"))).scalar_one()
+        at = NOW - timedelta(seconds=30)
+        tx = TransactionCreate(
+            idempotency_key=key,
+            user_id=user_id,
+            account_id=account,
+            merchant_id=merchant,
+            amount=Decimal("99.00"),
+            currency="EUR",
+            channel="ecommerce",
+            country="GB",
+            created_at=at,
+        )
+        await service.screen(tx, received_at=at)
+    finally:
+        await engine.dispose()
+        await service.close()
+        await graph.close()
+
+
+async def test_after_the_window_only_users_that_missed_a_late_commit_are_rebuilt(sqlite_url: str) -> None:
+    users = await _history(sqlite_url)
+    late_user, quiet_user = users[0], users[1]
+    shard = VelocityShard(0, 1, sqlite_url, settle_s=0.3)  # a restarted incarnation
+    reference = VelocityShard(0, 1, sqlite_url, settle_s=0.0)
+    loads: list[list[int]] = []
+    load_users = shard._load_users
+
+    async def counting(user_ids: list[int]) -> None:
+        loads.append(list(user_ids))
+        await load_users(user_ids)
+
+    shard._load_users = counting  # type: ignore[method-assign]
+    own = [
+        [
+            Observation(f"own-{n}-{uid}", _event(uid), user=True, entity=True)
+            for uid in (late_user, quiet_user)
+        ]
+        for n in range(2)
+    ]
+    try:
+        await shard.observe(own[0])  # inside the window: both users rebuilt from the database
+        assert set(shard.unsettled) == {late_user, quiet_user}
+        await _commit_late(sqlite_url, late_user, "answered-by-the-dead-incarnation")
+        await asyncio.sleep(0.35)
+        loads.clear()
+        await shard.observe(own[1])  # past the window: one query, one user rebuilt
+        assert loads == [[late_user]]
+        assert shard.unsettled == {}
+        for batch in own:
+            await reference.observe(batch)  # loads both users with the late event, learns the same
+        for uid in (late_user, quiet_user):
+            assert await shard.user_counts(uid, NOW) == await reference.user_counts(uid, NOW)
+        late_counts, quiet_counts = (
+            await shard.user_counts(late_user, NOW),
+            await shard.user_counts(quiet_user, NOW),
+        )
+        assert late_counts["txn_count_all_by_user"] == quiet_counts["txn_count_all_by_user"] + 1
+    finally:
+        await shard.close()
+        await reference.close()

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from vigil.db.models import BlacklistEntry, FraudLabel, Merchant, Transaction, User
+from vigil.db.models import BlacklistEntry, Decision, FraudLabel, Merchant, Transaction, User
 from vigil.features.events import BlacklistEntry as BlacklistEvent
 from vigil.features.events import LabelEvent, MerchantProfile, TransactionEvent, UserProfile
 
@@ -77,6 +77,26 @@ async def user_events(
     )
     for row in (await session.execute(query)).all():
         out[int(row[1])].append((str(row[-1]), _event(row[:-1])))
+    return out
+
+
+async def keys_decided_since(
+    session: AsyncSession, *, user_ids: Sequence[int], since: datetime, chunk: int = 500
+) -> dict[int, set[str]]:
+    """The idempotency keys of these users' transactions decided at or after ``since`` (the
+    server's clock, unlike ``created_at``, which a client may set), per user."""
+    out: dict[int, set[str]] = {uid: set() for uid in user_ids}
+    ids = list(user_ids)
+    for start in range(0, len(ids), chunk):
+        query = (
+            sa.select(col(Transaction.user_id), col(Transaction.idempotency_key))
+            .join(Decision, col(Decision.transaction_id) == col(Transaction.transaction_id))
+            .where(
+                col(Transaction.user_id).in_(ids[start : start + chunk]), col(Decision.decided_at) >= since
+            )
+        )
+        for uid, key in (await session.execute(query)).all():
+            out[int(uid)].add(str(key))
     return out
 
 
