@@ -6,7 +6,8 @@ restarts when it dies (``max_restarts=-1``); calls in flight are retried on the 
 Only a restarted incarnation needs the settle window (answers of the dead one may still be
 committing); a first start has no predecessor, so it settles at once and users it warms or
 loads are final. A first start is warmed before traffic (:func:`warm_shards`, from the Ingress);
-a restarted one loads users on first use and warms the rest in the background once settled.
+a restarted one loads users on first use and, once settled, freezes its heap without a full
+collection (:func:`vigil.heap.freeze_heap`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import ray
 
 from vigil import velocity
-from vigil.heap import settle_heap
+from vigil.heap import freeze_heap, raise_young_threshold, settle_heap
 
 log = logging.getLogger("vigil.velocity")
 SETTLE_S = 5.0
@@ -32,17 +33,13 @@ class VelocityShard(velocity.VelocityShard):
     """The actor's class: the shard logic, settling only when it replaces a dead incarnation
     (named like that logic, so Ray's process title stays ``ray::VelocityShard``)."""
 
-    def __init__(self, index: int, count: int, database_url: str, warm_users: int = 0) -> None:
+    def __init__(self, index: int, count: int, database_url: str) -> None:
         with warnings.catch_warnings():  # Ray's own property reads its deprecated ``actor_id``
             warnings.simplefilter("ignore", DeprecationWarning)
-            restarted = ray.get_runtime_context().was_current_actor_reconstructed
-        super().__init__(
-            index,
-            count,
-            database_url,
-            settle_s=SETTLE_S if restarted else 0.0,
-            warm_after_settle=warm_users if restarted else 0,
-        )
+            self.restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
+        super().__init__(index, count, database_url, settle_s=SETTLE_S if self.restarted else 0.0)
+        if self.restarted:  # not warmed before traffic: collect rarely until the heap settles
+            raise_young_threshold()
         self.started_at = time.time()
 
     async def warm(self, max_users: int, *, chunk: int = 64) -> int:
@@ -51,6 +48,12 @@ class VelocityShard(velocity.VelocityShard):
         loaded = await super().warm(max_users, chunk=chunk)
         settle_heap(f"velocity shard {self.index}/{self.count}")
         return loaded
+
+    async def _settle(self) -> None:
+        """A restarted incarnation freezes its heap once its users are settled, without the full
+        collection of :func:`settle_heap`: it is serving by then."""
+        await super()._settle()
+        freeze_heap(f"velocity shard {self.index}/{self.count}, restarted")
 
     async def info(self) -> dict[str, Any]:
         return await super().info() | {"imported_at": IMPORTED_AT, "started_at": self.started_at}
@@ -68,15 +71,12 @@ def share(users: int, count: int) -> int:
     return -(-users // count)
 
 
-def get_or_create_shards(
-    count: int, database_url: str, *, namespace: str = "vigil", warm_users: int = 0
-) -> list[Any]:
-    """Handles to the ``count`` named shard actors, created if missing. A shard that Ray restarts
-    warms its share of ``warm_users`` in the background once its settle window has passed."""
+def get_or_create_shards(count: int, database_url: str, *, namespace: str = "vigil") -> list[Any]:
+    """Handles to the ``count`` named shard actors, created if missing."""
     return [
         VelocityShardActor.options(
             name=shard_name(i, count), namespace=namespace, lifetime="detached", get_if_exists=True
-        ).remote(i, count, database_url, share(warm_users, count))
+        ).remote(i, count, database_url)
         for i in range(count)
     ]
 

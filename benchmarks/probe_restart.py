@@ -83,7 +83,7 @@ def main() -> int:
     start_local_ray(num_cpus=2)
     rounds: list[dict[str, Any]] = []
     try:
-        shards = get_or_create_shards(2, url, warm_users=args.warm_users)
+        shards = get_or_create_shards(2, url)
         warm_shards(shards, args.warm_users)
         time.sleep(3.0)
         for n in range(args.kills):

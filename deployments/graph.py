@@ -180,7 +180,7 @@ class RuleScreen:
         self.supervised = supervised
         self.anomaly = anomaly
         # The same named actors the Ingress holds (whichever replica starts first creates them).
-        self.shards = get_or_create_shards(velocity_shards, database_url, warm_users=warm_users)
+        self.shards = get_or_create_shards(velocity_shards, database_url)
         raise_young_threshold()  # Serve collects and freezes the heap once this returns
 
     def reconfigure(self, config: dict[str, Any]) -> None:

@@ -48,7 +48,7 @@ class Ingress:
         warm_users: int = 0,
     ) -> None:
         self.service = VigilService(database_url)
-        self.shards = get_or_create_shards(velocity_shards, database_url, warm_users=warm_users)
+        self.shards = get_or_create_shards(velocity_shards, database_url)
         warm_shards(self.shards, warm_users)
         self.graph = ServeGraph(self.shards, rules)
         self.rules = rules

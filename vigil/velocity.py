@@ -29,7 +29,6 @@ that device/IP is seen again; they refresh themselves on the next event.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -127,12 +126,9 @@ class VelocityShard:
     """The shard's logic, plain Python (``actors/velocity.py`` wraps it in a Ray actor; tests and
     the in-process baseline use it directly)."""
 
-    def __init__(
-        self, index: int, count: int, database_url: str, *, settle_s: float = 5.0, warm_after_settle: int = 0
-    ) -> None:
-        """``warm_after_settle``: once the settle window has passed, :meth:`warm` this many users
-        in the background (what a restarted incarnation does; a first start is warmed by its
-        caller before traffic instead)."""
+    def __init__(self, index: int, count: int, database_url: str, *, settle_s: float = 5.0) -> None:
+        """``settle_s``: 0 for a first start (no predecessor); a restarted incarnation loads users
+        on first use and settles them once the window has passed (:meth:`_settle`)."""
         self.index, self.count = index, count
         self.incarnation = uuid.uuid4().hex[:8]
         self.engine = (
@@ -152,10 +148,9 @@ class VelocityShard:
         self.unsettled: dict[int, list[tuple[str, TransactionEvent]]] = {}
         self._rebuilt_from: dict[int, set[str]] = {}  # unsettled user -> stored keys its rebuild saw
         self._late_since = datetime.now(UTC) - timedelta(seconds=LATE_COMMIT_S)
+        self._settled = settle_s <= 0
         self._recovered = False
         self._lock = asyncio.Lock()
-        self._warm_after_settle = warm_after_settle
-        self._warming: asyncio.Task[int] | None = None
 
     async def _recover_entities(self) -> None:
         since = datetime.now(UTC) - timedelta(microseconds=max(WINDOWS_NS.values()) // 1000)
@@ -194,9 +189,15 @@ class VelocityShard:
                 self._rebuilt_from.pop(uid, None)
 
     async def _settle(self) -> None:
-        """Once the settle window has passed: rebuild the users loaded within it that missed an
-        event the dead incarnation answered (committed after their rebuild); the rest are final."""
+        """Once, when the settle window has passed: rebuild the users loaded within it that missed
+        an event the dead incarnation answered (committed after their rebuild); the rest are final.
+        Users not loaded yet load on first use, as in the window (a background warm-up of them
+        here took 0.5 s of the shard's time at 300/s with no benefit measured, and was removed:
+        benchmarks/SERVING-LOG.md)."""
+        self._settled = True
         users = sorted(self.unsettled)
+        if not users:
+            return
         async with self.sessions() as session:
             stored = await history.keys_decided_since(session, user_ids=users, since=self._late_since)
         late = []
@@ -239,24 +240,13 @@ class VelocityShard:
                     loaded += len(todo)
         return loaded
 
-    async def _warm_in_background(self) -> int:
-        try:
-            return await self.warm(self._warm_after_settle, chunk=8)
-        except Exception:  # users not warmed load on first use, as without warming
-            log.exception("velocity shard %d/%d: background warm-up failed", self.index, self.count)
-            return 0
-
     async def observe(self, batch: list[Observation]) -> list[Row]:
         """Read, then learn, each observation in order; a seen key returns its first row."""
         async with self._lock:
             if not self._recovered:
                 await self._recover_entities()
-            settled = time.monotonic() - self.started >= self.settle_s
-            if settled and self.unsettled:
+            if not self._settled and time.monotonic() - self.started >= self.settle_s:
                 await self._settle()
-            if settled and self._warm_after_settle and self._warming is None:
-                # small chunks: each holds the lock a few ms against the traffic's calls
-                self._warming = asyncio.get_running_loop().create_task(self._warm_in_background())
             need = {
                 o.event.user_id
                 for o in batch
@@ -309,7 +299,7 @@ class VelocityShard:
     async def user_counts(self, user_id: int, at: datetime) -> Row:
         """The user's current velocity features as of ``at`` (for checks and the history route)."""
         async with self._lock:
-            if time.monotonic() - self.started >= self.settle_s and self.unsettled:
+            if not self._settled and time.monotonic() - self.started >= self.settle_s:
                 await self._settle()
             if user_id not in self.users:
                 await self._load_users([user_id])
@@ -317,10 +307,6 @@ class VelocityShard:
             return self.users[user_id].features(probe)
 
     async def close(self) -> None:
-        if self._warming is not None:
-            self._warming.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._warming
         await self.engine.dispose()
 
     async def info(self) -> dict[str, Any]:

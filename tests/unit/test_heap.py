@@ -1,4 +1,5 @@
-"""settle_heap: loaded state leaves the collector's generations; a later call frees what died."""
+"""settle_heap: loaded state leaves the collector's generations; a later call frees what died.
+freeze_heap: the same without the collection (no pause in a process already serving)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from vigil.heap import YOUNG_THRESHOLD, settle_heap
+from vigil.heap import YOUNG_THRESHOLD, freeze_heap, settle_heap
 
 
 class _Node:
@@ -20,6 +21,7 @@ class _Node:
 def _restore_collector() -> Iterator[None]:
     threshold = gc.get_threshold()
     yield
+    gc.enable()
     gc.unfreeze()
     gc.set_threshold(*threshold)
 
@@ -48,3 +50,31 @@ def test_cyclic_garbage_among_frozen_objects_is_freed_by_the_next_settle() -> No
     assert alive() is not None  # frozen: an ordinary collection skips it
     settle_heap("after the reload")  # unfreezes, collects, freezes what is alive now
     assert alive() is None
+
+
+def test_freeze_heap_freezes_without_a_collection() -> None:
+    collections: list[str] = []
+
+    def record(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(phase)
+
+    gc.disable()  # no automatic collection may free the cycle first (an explicit one still runs)
+    loaded = [{"user": i} for i in range(1000)]
+    a, b = _Node(), _Node()
+    a.other, b.other = b, a
+    garbage = weakref.ref(a)
+    del a, b  # cyclic garbage, not collected yet
+    gc.callbacks.append(record)
+    try:
+        frozen = freeze_heap("restarted shard")
+    finally:
+        gc.callbacks.remove(record)
+    assert collections == []  # no pause
+    assert frozen == gc.get_freeze_count() >= len(loaded)
+    assert gc.get_threshold()[0] == YOUNG_THRESHOLD
+    assert not _tracked(loaded)
+    gc.collect()
+    assert garbage() is not None  # frozen with the rest until the next settle_heap
+    settle_heap("later")
+    assert garbage() is None

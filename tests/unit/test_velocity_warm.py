@@ -92,19 +92,26 @@ async def test_each_shard_warms_only_its_own_users_and_a_restart_still_settles(s
             await shard.close()
 
 
-async def test_a_restarted_shard_warms_in_the_background_once_settled(sqlite_url: str) -> None:
+async def test_a_restarted_shard_loads_on_first_use_and_settles_once(sqlite_url: str) -> None:
     users = await _history(sqlite_url)
-    shard = VelocityShard(0, 1, sqlite_url, settle_s=0.3, warm_after_settle=3)
+    shard = VelocityShard(0, 1, sqlite_url, settle_s=0.3)
+    settles: list[int] = []
+    settle = shard._settle
+
+    async def counting() -> None:
+        settles.append(len(shard.unsettled))
+        await settle()
+
+    shard._settle = counting  # type: ignore[method-assign]
     try:
         probe = [Observation("restart-probe-1", _event(users[4]), user=True, entity=True)]
         await shard.observe(probe)  # inside the settle window: loads only its own user, lazily
-        assert set(shard.users) == {users[4]} and shard._warming is None
+        assert set(shard.users) == {users[4]} and set(shard.unsettled) == {users[4]} and settles == []
         await asyncio.sleep(0.35)
-        await shard.observe([Observation("restart-probe-2", _event(users[4]), user=True, entity=True)])
-        assert shard._warming is not None
-        assert await shard._warming == 3
-        assert set(users[:3]) <= set(shard.users)
-        assert not set(users[:3]) & set(shard.unsettled)  # loaded after the window: final
+        for n, uid in enumerate(users[:2]):  # past the window: settled once, then first use only
+            await shard.observe([Observation(f"restart-probe-{n + 2}", _event(uid), user=True, entity=True)])
+        assert settles == [1]
+        assert set(shard.users) == {users[4], *users[:2]} and shard.unsettled == {}
     finally:
         await shard.close()
 
