@@ -108,7 +108,7 @@ def main() -> int:
             }
             print(json.dumps(row), flush=True)
             rounds.append(row)
-            time.sleep(8.0)  # past the settle window and the background warm-up
+            time.sleep(8.0)  # past the settle window
     finally:
         ray.shutdown()
         shutil.rmtree(work, ignore_errors=True)

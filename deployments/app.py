@@ -47,9 +47,7 @@ def build_app(args: AppArgs) -> Application:
     tracking_uri = args.tracking_uri or settings.tracking_uri
     supervised = SupervisedScorer.bind(args.supervised_model, tracking_uri)  # type: ignore[attr-defined]
     anomaly = AnomalyScorer.bind(args.anomaly_model, tracking_uri)  # type: ignore[attr-defined]
-    rules = RuleScreen.bind(  # type: ignore[attr-defined]
-        database_url, supervised, anomaly, args.velocity_shards, args.velocity_warm_users
-    )
+    rules = RuleScreen.bind(database_url, supervised, anomaly, args.velocity_shards)  # type: ignore[attr-defined]
     return Ingress.bind(  # type: ignore[attr-defined]
         database_url,
         args.redis_url or settings.redis_url,

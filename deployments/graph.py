@@ -171,7 +171,6 @@ class RuleScreen:
         supervised: Any,
         anomaly: Any,
         velocity_shards: int,
-        warm_users: int = 0,
     ) -> None:
         self.rules = RuleSet.default()
         self.blacklist = Blacklist()
