@@ -62,7 +62,7 @@ def settle_heap(what: str) -> int:
 def freeze_heap(what: str) -> int:
     """Freeze every object alive now out of later collections *without* collecting first: for a
     process already serving, where :func:`settle_heap`'s full collection is a pause of the whole
-    process (a restarted velocity shard at 300/s: p99 of 150-230 ms in the second after it,
+    process (a restarted velocity shard at 300/s: p99 of 100-230 ms in the seconds after it,
     against ~60 ms; benchmarks/SERVING-LOG.md). Cyclic garbage alive at this moment stays until
     the next :func:`settle_heap`, which unfreezes first. Costs no collection."""
     raise_young_threshold()
