@@ -66,7 +66,11 @@ def build(serve_config: Path) -> Any:
         graph,
         DecisionPolicy.from_config(policy),
         create_event_bus(settings.redis_url),
-        **{k: batch[k] for k in ("max_batch", "max_wait_s", "max_concurrency", "max_queue") if k in batch},
+        **{
+            k: batch[k]
+            for k in ("max_batch", "max_wait_s", "max_concurrency", "max_queue", "overlap_at")
+            if k in batch
+        },
     )
     install_service(api, service)
     install_key_store(api, load_key_store(settings.home.resolve()).store)

@@ -862,7 +862,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--home", type=Path, default=ROOT / "var" / "bench", help="bench VIGIL_HOME")
     ap.add_argument("--systems", default="graph,baseline", help="comma list of graph, baseline")
-    ap.add_argument("--concurrency", default="1,8,32,64", help="closed-loop concurrencies")
+    ap.add_argument("--concurrency", default="1,8,32,64,128", help="closed-loop concurrencies")
     ap.add_argument("--seconds", type=float, default=20.0, help="each measured run")
     ap.add_argument("--warmup", type=float, default=3.0, help="warm-up before each concurrency")
     ap.add_argument("--rate", type=float, default=300.0, help="open-loop rate (0 = skip)")

@@ -31,6 +31,10 @@ class MicroBatcher(Generic[In, Out]):
     :meth:`submit` raises :class:`QueueFull` at once. Under a load above capacity the queue
     would otherwise grow without bound and every caller would wait seconds; with it, what is
     admitted waits at most about ``max_queue / throughput`` and the rest is told to retry.
+
+    ``overlap_at`` (0 = off) holds back every batch beyond the first in flight until that many
+    items wait: a load the downstream keeps up with runs one batch at a time (small batches,
+    no stage contention), and only a backlog of a whole batch gets a second one beside it.
     """
 
     def __init__(
@@ -41,24 +45,36 @@ class MicroBatcher(Generic[In, Out]):
         max_wait_s: float = 0.003,
         max_concurrency: int = 4,
         max_queue: int = 0,
+        overlap_at: int = 0,
     ) -> None:
         self.handler = handler
         self._queue: asyncio.Queue[tuple[In, asyncio.Future[Out]]] | None = None
+        self._backlog = asyncio.Event()  # set when overlap_at items wait
         self.configure(
-            max_batch=max_batch, max_wait_s=max_wait_s, max_concurrency=max_concurrency, max_queue=max_queue
+            max_batch=max_batch,
+            max_wait_s=max_wait_s,
+            max_concurrency=max_concurrency,
+            max_queue=max_queue,
+            overlap_at=overlap_at,
         )
         self._worker: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self.batches = 0
         self.items = 0
 
-    def configure(self, *, max_batch: int, max_wait_s: float, max_concurrency: int, max_queue: int) -> None:
+    def configure(
+        self, *, max_batch: int, max_wait_s: float, max_concurrency: int, max_queue: int, overlap_at: int = 0
+    ) -> None:
         """Change the limits in place (a Serve ``reconfigure``); batches in flight finish as they are."""
-        if max_batch < 1 or max_wait_s < 0 or max_concurrency < 1 or max_queue < 0:
-            raise ValueError("need max_batch >= 1, max_wait_s >= 0, max_concurrency >= 1, max_queue >= 0")
+        if max_batch < 1 or max_wait_s < 0 or max_concurrency < 1 or max_queue < 0 or overlap_at < 0:
+            raise ValueError(
+                "need max_batch >= 1, max_wait_s >= 0, max_concurrency >= 1, max_queue >= 0, overlap_at >= 0"
+            )
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
+        self.overlap_at = overlap_at
+        self._backlog.set()  # a held-back batch looks again under the new limit
         if getattr(self, "max_concurrency", None) != max_concurrency:
             self.max_concurrency = max_concurrency
             self._slots = asyncio.Semaphore(max_concurrency)
@@ -73,6 +89,8 @@ class MicroBatcher(Generic[In, Out]):
             self._worker = loop.create_task(self._run())
         future: asyncio.Future[Out] = loop.create_future()
         await self._queue.put((item, future))
+        if self.overlap_at and self._queue.qsize() >= self.overlap_at:
+            self._backlog.set()
         return await future
 
     async def _run(self) -> None:
@@ -85,6 +103,7 @@ class MicroBatcher(Generic[In, Out]):
             slots = self._slots  # released by the dispatch even if configure() swaps it meanwhile
             await slots.acquire()
             try:
+                await self._hold_back(queue)
                 batch = [await queue.get()]
             except BaseException:
                 slots.release()
@@ -108,6 +127,19 @@ class MicroBatcher(Generic[In, Out]):
             task = loop.create_task(self._dispatch(batch, slots))
             self._inflight.add(task)  # the loop keeps only weak references to tasks
             task.add_done_callback(self._inflight.discard)
+
+    async def _hold_back(self, queue: asyncio.Queue[tuple[In, asyncio.Future[Out]]]) -> None:
+        """With ``overlap_at``, wait while a batch is in flight and fewer than that many wait."""
+        while self.overlap_at and queue.qsize() < self.overlap_at:
+            running = {task for task in self._inflight if not task.done()}
+            if not running:
+                return
+            self._backlog.clear()
+            backlog = asyncio.ensure_future(self._backlog.wait())
+            try:
+                await asyncio.wait({backlog, *running}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                backlog.cancel()
 
     async def _dispatch(self, batch: list[tuple[In, asyncio.Future[Out]]], slots: asyncio.Semaphore) -> None:
         try:

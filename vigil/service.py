@@ -84,6 +84,7 @@ class VigilService:
         max_wait_s: float = 0.003,
         max_concurrency: int = 4,
         max_queue: int = 0,
+        overlap_at: int = 0,
     ) -> None:
         self.screener = Screener(BatchDb(self.database_url, self.engine), graph, policy, events)
         metrics.track_gc_pauses()
@@ -93,6 +94,7 @@ class VigilService:
             max_wait_s=max_wait_s,
             max_concurrency=max_concurrency,
             max_queue=max_queue,
+            overlap_at=overlap_at,
         )
         self.start_background()
 
@@ -110,6 +112,7 @@ class VigilService:
         max_wait_s: float | None = None,
         max_concurrency: int | None = None,
         max_queue: int | None = None,
+        overlap_at: int | None = None,
     ) -> None:
         """Swap the policy and any given batch limit of the attached screening, in place."""
         if self.screener is None or self._batcher is None:
@@ -121,6 +124,7 @@ class VigilService:
             max_wait_s=batcher.max_wait_s if max_wait_s is None else max_wait_s,
             max_concurrency=batcher.max_concurrency if max_concurrency is None else max_concurrency,
             max_queue=batcher.max_queue if max_queue is None else max_queue,
+            overlap_at=batcher.overlap_at if overlap_at is None else overlap_at,
         )
 
     async def screen(self, data: TransactionCreate, *, received_at: datetime) -> ScreenResult:

@@ -116,3 +116,53 @@ async def test_a_full_queue_refuses_at_once_and_admits_again_when_it_drains() ->
     assert await batcher.submit(3) == 3
     with pytest.raises(ValueError, match="max_queue"):
         batcher.configure(max_batch=1, max_wait_s=0, max_concurrency=1, max_queue=-1)
+
+
+@pytest.mark.parametrize("overlap_at", [0, 4])
+async def test_overlap_at_holds_a_second_batch_back_until_a_whole_batch_waits(overlap_at: int) -> None:
+    release = asyncio.Event()
+    seen: list[list[int]] = []
+
+    async def gated(items: list[int]) -> list[int]:
+        seen.append(items)
+        await release.wait()
+        return items
+
+    batcher = MicroBatcher(gated, max_batch=4, max_wait_s=0, max_concurrency=2, overlap_at=overlap_at)
+    calls = [asyncio.ensure_future(batcher.submit(0))]
+    await asyncio.sleep(0.01)  # batch [0] is in flight
+    calls += [asyncio.ensure_future(batcher.submit(i)) for i in (1, 2, 3)]
+    await asyncio.sleep(0.01)
+    if overlap_at:
+        assert seen == [[0]]  # three waiting, fewer than overlap_at: held back
+        calls.append(asyncio.ensure_future(batcher.submit(4)))
+        await asyncio.sleep(0.01)
+        assert seen == [[0], [1, 2, 3, 4]]  # a whole batch waits: it goes out beside the first
+    else:
+        assert seen[0] == [0] and len(seen) == 2  # a free slot takes what waits at once
+        calls.append(asyncio.ensure_future(batcher.submit(4)))
+    release.set()
+    assert await asyncio.gather(*calls) == [0, 1, 2, 3, 4]
+
+
+async def test_a_held_back_batch_goes_out_when_the_one_in_flight_finishes() -> None:
+    release = asyncio.Event()
+    seen: list[list[int]] = []
+
+    async def gated(items: list[int]) -> list[int]:
+        seen.append(items)
+        if len(seen) == 1:
+            await release.wait()
+        return items
+
+    batcher = MicroBatcher(gated, max_batch=8, max_wait_s=0, max_concurrency=2, overlap_at=8)
+    calls = [asyncio.ensure_future(batcher.submit(0))]
+    await asyncio.sleep(0.01)
+    calls += [asyncio.ensure_future(batcher.submit(i)) for i in (1, 2)]
+    await asyncio.sleep(0.01)
+    assert seen == [[0]]
+    release.set()
+    assert await asyncio.gather(*calls) == [0, 1, 2]
+    assert seen == [[0], [1, 2]]
+    with pytest.raises(ValueError, match="overlap_at"):
+        batcher.configure(max_batch=8, max_wait_s=0, max_concurrency=2, max_queue=0, overlap_at=-1)
