@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -442,7 +443,6 @@ def replay_cmd(
         )
 
 
-DEMO_USERS, DEMO_TRANSACTIONS = 2_000, 100_000
 #: The demo's last day is not loaded: `vigil replay` sends it as new traffic.
 DEMO_HOLDOUT_DAYS = 1
 
@@ -468,11 +468,21 @@ def _ensure_demo_data(settings: Settings) -> None:
 
 def _demo_dataset(settings: Settings) -> Path:
     out = settings.home / "demo-data"
-    if not (out / "manifest.json").exists():
+    users, transactions = settings.demo_users, settings.demo_transactions
+    manifest = out / "manifest.json"
+    if not manifest.exists():
         from training.generate import GenerateConfig, generate
 
-        typer.echo(f"generating the demo dataset ({DEMO_USERS:,} users, {DEMO_TRANSACTIONS:,} transactions)")
-        generate(GenerateConfig(users=DEMO_USERS, transactions=DEMO_TRANSACTIONS, seed=7), out, progress=True)
+        typer.echo(f"generating the demo dataset ({users:,} users, {transactions:,} transactions)")
+        generate(GenerateConfig(users=users, transactions=transactions, seed=7), out, progress=True)
+        return out
+    config = json.loads(manifest.read_text()).get("config", {})
+    if (config.get("users"), config.get("transactions")) != (users, transactions):
+        raise typer.BadParameter(
+            f"{out} holds a demo dataset of {config.get('users'):,} users and "
+            f"{config.get('transactions'):,} transactions, not the {users:,} and {transactions:,} "
+            "configured (VIGIL_DEMO_USERS, VIGIL_DEMO_TRANSACTIONS): use another VIGIL_HOME"
+        )
     return out
 
 

@@ -53,6 +53,15 @@ class Settings(BaseSettings):
         default=Path("ray_config.yaml"), description="The Serve config that `vigil up` deploys."
     )
     log_level: str = Field(default="INFO", description="Log level of Vigil's own loggers.")
+    demo_users: int = Field(
+        default=2_000,
+        ge=10,
+        description="Users of the demo dataset that `vigil up` generates and loads into an empty "
+        "database (kept in <home>/demo-data; another size needs another home).",
+    )
+    demo_transactions: int = Field(
+        default=100_000, ge=1_000, description="Transactions of that demo dataset (90 simulated days)."
+    )
     mlflow_tracking_uri: str | None = Field(
         default=None,
         validation_alias=AliasChoices("VIGIL_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),

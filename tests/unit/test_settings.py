@@ -32,3 +32,26 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VIGIL_HTTP_PORT", "70000")
     with pytest.raises(ValueError, match="http_port"):
         Settings()
+
+
+def test_a_demo_dataset_of_another_size_is_refused_with_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import json
+
+    import typer
+
+    from vigil.cli import _demo_dataset
+
+    data = tmp_path / "demo-data"
+    data.mkdir()
+    (data / "manifest.json").write_text(json.dumps({"config": {"users": 2_000, "transactions": 100_000}}))
+    monkeypatch.setenv("VIGIL_HOME", str(tmp_path))
+    assert _demo_dataset(Settings()) == data  # the default size: reused as it is
+    monkeypatch.setenv("VIGIL_DEMO_USERS", "20000")
+    monkeypatch.setenv("VIGIL_DEMO_TRANSACTIONS", "1000000")
+    with pytest.raises(typer.BadParameter, match=r"2,000 users.*not the 20,000.*another VIGIL_HOME"):
+        _demo_dataset(Settings())
+    monkeypatch.setenv("VIGIL_DEMO_USERS", "5")
+    with pytest.raises(ValueError, match="demo_users"):
+        Settings()
