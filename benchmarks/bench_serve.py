@@ -155,16 +155,20 @@ def write_bodies(
         open_rows = tx.drop_duplicates("user_id", keep="last").tail(open_count)
         tx = tx[~tx.user_id.isin(open_rows.user_id)]
     rows = tx.tail(count)
-    for part, path in ((rows, out), (open_rows, open_out)):
-        if path is open_out and open_rows.empty:
-            shutil.copyfile(out, open_out)
-            break
+
+    def write(part: Any, path: Path, *, event_time: bool) -> None:
         check = part.merge(accounts, on="account_id", suffixes=("", "_acct"))
         assert len(check) == len(part)
         assert (check.user_id == check.user_id_acct).all() and (check.currency == check.currency_acct).all()
         with path.open("w") as handle:
             for r in part.itertuples(index=False):
-                handle.write(_body(r, event_time=path is open_out) + "\n")
+                handle.write(_body(r, event_time=event_time) + "\n")
+
+    write(rows, out, event_time=False)
+    if open_rows.empty:
+        shutil.copyfile(out, open_out)
+    else:
+        write(open_rows, open_out, event_time=True)
     return len(rows), len(open_rows)
 
 
