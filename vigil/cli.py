@@ -477,11 +477,12 @@ def _demo_dataset(settings: Settings) -> Path:
         generate(GenerateConfig(users=users, transactions=transactions, seed=7), out, progress=True)
         return out
     config = json.loads(manifest.read_text()).get("config", {})
-    if (config.get("users"), config.get("transactions")) != (users, transactions):
+    held = (config.get("users"), config.get("transactions"))
+    if held != (users, transactions):
+        size = " and ".join(f"{n:,}" if isinstance(n, int) else "?" for n in held)
         raise typer.BadParameter(
-            f"{out} holds a demo dataset of {config.get('users'):,} users and "
-            f"{config.get('transactions'):,} transactions, not the {users:,} and {transactions:,} "
-            "configured (VIGIL_DEMO_USERS, VIGIL_DEMO_TRANSACTIONS): use another VIGIL_HOME"
+            f"{out} holds a demo dataset of {size} users and transactions, not the {users:,} and "
+            f"{transactions:,} configured (VIGIL_DEMO_USERS, VIGIL_DEMO_TRANSACTIONS): use another VIGIL_HOME"
         )
     return out
 

@@ -50,7 +50,12 @@ def test_a_demo_dataset_of_another_size_is_refused_with_a_clear_error(
     assert _demo_dataset(Settings()) == data  # the default size: reused as it is
     monkeypatch.setenv("VIGIL_DEMO_USERS", "20000")
     monkeypatch.setenv("VIGIL_DEMO_TRANSACTIONS", "1000000")
-    with pytest.raises(typer.BadParameter, match=r"2,000 users.*not the 20,000.*another VIGIL_HOME"):
+    with pytest.raises(
+        typer.BadParameter, match=r"2,000 and 100,000 users.*not the 20,000.*another VIGIL_HOME"
+    ):
+        _demo_dataset(Settings())
+    (data / "manifest.json").write_text(json.dumps({"config": {}}))  # a manifest without its sizes
+    with pytest.raises(typer.BadParameter, match=r"\? and \? users"):
         _demo_dataset(Settings())
     monkeypatch.setenv("VIGIL_DEMO_USERS", "5")
     with pytest.raises(ValueError, match="demo_users"):
