@@ -34,7 +34,7 @@ def ingress_settings(serve_config: Path) -> tuple[dict[str, Any], dict[str, Any]
     user_config = ingress.get("user_config") or {}
     args = app.get("args") or {}
     rate = float(args.get("rate_limit_per_minute", 6000.0))  # AppArgs' defaults
-    warm = int(args.get("velocity_warm_users", 4000))
+    warm = int(args.get("velocity_warm_users", 20000))
     return dict(user_config.get("policy") or {}), dict(user_config.get("batch") or {}), rate, warm
 
 
