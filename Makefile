@@ -29,7 +29,7 @@ test-integration: setup  ## Integration tier only.
 lint: setup  ## ruff and mypy.
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy vigil actors deployments training kyc
+	@$(VENV)/bin/mypy vigil actors deployments training kyc benchmarks
 
 format: setup  ## Apply ruff's fixes and formatting.
 	@$(VENV)/bin/ruff check --fix .

@@ -19,6 +19,7 @@ import warnings
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import cv2
 
@@ -35,6 +36,8 @@ def _pad(engine: object) -> dict[str, object]:
     attacks: dict[str, list[bool]] = {k: [] for k in ATTACKS}
     for i, p in enumerate(paths):
         img = cv2.imread(str(p))
+        if img is None:
+            raise SystemExit(f"cannot read image {p}")
         s = min(1.0, 800 / max(img.shape[:2]))
         img = cv2.resize(img, None, fx=s, fy=s)
         check = engine.liveness.check  # type: ignore[attr-defined]
@@ -85,7 +88,7 @@ def main() -> None:
             if mode == "viz":
                 last = r
     engine.config = modes["viz"]
-    summary = {}
+    summary: dict[str, dict[str, Any]] = {}
     for mode in modes:
         xs = sorted(lat[mode])
         summary[mode] = {

@@ -1,7 +1,9 @@
 """Restart benchmark: the graph's latency at a steady open-loop rate around a killed process.
 
 Usage: ``.venv/bin/python benchmarks/bench_restart.py`` (= ``make bench-restart``); ``--kill``
-picks the process (a velocity shard by default, or the supervised scorer replica).
+picks the process (a velocity shard by default, or the supervised scorer replica); ``--users
+20000`` runs it on the realistic load of ``bench_serve.py --users`` (its own home, every request
+another user's one transaction at its own event time).
 
 The graph starts as ``make bench-serve`` starts it (``vigil up`` on a fresh copy of the bench
 home's demo database, rate limit raised). After a 10 s warm-up at the same rate, this process
@@ -198,7 +200,17 @@ def summarise(records: list[dict[str, Any]], killed_at: float, seconds: float) -
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--home", type=Path, default=bs.ROOT / "var" / "bench", help="bench VIGIL_HOME")
+    ap.add_argument(
+        "--home", type=Path, help="bench VIGIL_HOME (default var/bench, var/bench-u<N> for --users N)"
+    )
+    ap.add_argument(
+        "--users",
+        type=int,
+        default=2_000,
+        help="users of the demo dataset; above 2,000 every request is another user's one transaction at "
+        "its own event time (bench_serve.py --users' open loop), at 2,000 the standard load of 5,000 "
+        "bodies replayed (every user pays several times a minute)",
+    )
     ap.add_argument("--kill", choices=sorted(PROCESS_NAMES), default="shard")
     ap.add_argument("--rate", type=float, default=300.0)
     ap.add_argument("--seconds", type=float, default=50.0)
@@ -210,12 +222,20 @@ def main() -> int:
         ap.error("--kill-at must fall inside --seconds")
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    home = args.home.resolve()
+    home = bs.demo_home(args.users, args.home)
     template = bs.prepare_home(home)
     bench_config = home / "ray_config.bench.yaml"
     bs.write_bench_config(args.serve_config.resolve(), bench_config)
     bodies_path = home / "bodies.jsonl"
-    bs.write_bodies(home, bodies_path)
+    if args.users == 2_000:
+        bs.write_bodies(home, bodies_path)
+    else:  # one transaction per user: as many users as requests, warm-up included
+        wanted = int(args.rate * (args.warmup + args.seconds))
+        _, users = bs.write_bodies(
+            home, home / "bodies-unused.jsonl", open_out=bodies_path, open_count=wanted
+        )
+        if users < wanted:
+            ap.error(f"--users {args.users}: {wanted} requests need at least {wanted + 1_000} users")
     api_key = (home / "dev-api-key").read_text().strip()
     lines = bodies_path.read_text().splitlines()
     bodies = [line.split("@KEY@", 1) for line in lines if "@KEY@" in line]

@@ -102,6 +102,16 @@ def base_env(home: Path) -> dict[str, str]:
     return env
 
 
+def demo_home(users: int, home: Path | None = None) -> Path:
+    """The bench home for a demo dataset of ``users`` users (``var/bench`` for the standard 2,000,
+    ``var/bench-u<N>`` otherwise, unless ``home`` is given), with the dataset size set in this
+    process's environment, where `vigil up`'s demo-data helper reads it (in :func:`prepare_home`,
+    and in every system started from here)."""
+    os.environ["VIGIL_DEMO_USERS"] = str(users)
+    os.environ["VIGIL_DEMO_TRANSACTIONS"] = str(50 * users)
+    return (home or ROOT / "var" / ("bench" if users == 2_000 else f"bench-u{users}")).resolve()
+
+
 def prepare_home(home: Path) -> Path:
     """Demo dataset + champions in ``home`` via ``vigil up``'s own helpers; a template database."""
     home.mkdir(parents=True, exist_ok=True)
@@ -133,7 +143,7 @@ def write_bench_config(source: Path, target: Path) -> dict[str, Any]:
 
 
 def write_bodies(
-    home: Path, out: Path, count: int = BODIES, *, open_out: Path, open_count: int
+    home: Path, out: Path, count: int = BODIES, *, open_out: Path | None = None, open_count: int = 0
 ) -> tuple[int, int]:
     """JSON bodies (placeholder ``@KEY@`` for the idempotency key) from the newest demo rows.
 
@@ -143,15 +153,16 @@ def write_bodies(
     of their own, as most users of a real service do in a minute. (Without the event time the
     server's clock puts every payment 20 months after its user's history: every 90-day feature
     reads "new" and the anomaly scorer flagged 37% of them.)
-    Otherwise (the 2,000-user demo) ``open_out`` is a copy of ``out``. Returns the closed loops'
-    body count and the open loop's user count (0: the copy)."""
+    Otherwise (the 2,000-user demo) ``open_out`` is a copy of ``out``; without ``open_out`` only
+    ``out`` is written (the restart benchmark). Returns the closed loops' body count and the open
+    loop's user count (0: the copy, or none)."""
     import pandas as pd
 
     tx = pd.read_parquet(home / "demo-data" / "transactions.parquet")
     accounts = pd.read_parquet(home / "demo-data" / "accounts.parquet")[["account_id", "user_id", "currency"]]
     tx = tx.sort_values("created_at")
     open_rows = tx.iloc[:0]
-    if open_count and tx.user_id.nunique() >= open_count + 1_000:
+    if open_out is not None and open_count and tx.user_id.nunique() >= open_count + 1_000:
         open_rows = tx.drop_duplicates("user_id", keep="last").tail(open_count)
         tx = tx[~tx.user_id.isin(open_rows.user_id)]
     rows = tx.tail(count)
@@ -165,10 +176,11 @@ def write_bodies(
                 handle.write(_body(r, event_time=event_time) + "\n")
 
     write(rows, out, event_time=False)
-    if open_rows.empty:
-        shutil.copyfile(out, open_out)
-    else:
-        write(open_rows, open_out, event_time=True)
+    if open_out is not None:
+        if open_rows.empty:
+            shutil.copyfile(out, open_out)
+        else:
+            write(open_rows, open_out, event_time=True)
     return len(rows), len(open_rows)
 
 
@@ -593,7 +605,7 @@ def open_loop(
     pid_before = dict(meter.by_pid)
     subprocess.run(cmd, check=True, env=dict(os.environ, BENCH_API_KEY=api_key), timeout=args.seconds + 120)
     wall = time.monotonic() - wall
-    cpu = CpuMeter.cores(cpu_before, meter.snapshot(), wall)
+    cpu: dict[str, Any] = dict(CpuMeter.cores(cpu_before, meter.snapshot(), wall))
     cpu["server_cpu_cores_by_process"] = meter.by_process(pid_before, wall)
     stages = screening_means(sums_before, screening_sums(system))
     time.sleep(0.5)
@@ -977,12 +989,7 @@ def main() -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     if args.users < 10 or args.bodies < 1:
         ap.error("--users: at least 10; --bodies: at least 1")
-    home = (
-        args.home or ROOT / "var" / ("bench" if args.users == 2_000 else f"bench-u{args.users}")
-    ).resolve()
-    # read by `vigil up`'s demo-data helper in the setup (and inherited by both systems)
-    os.environ["VIGIL_DEMO_USERS"] = str(args.users)
-    os.environ["VIGIL_DEMO_TRANSACTIONS"] = str(50 * args.users)
+    home = demo_home(args.users, args.home)
     template = prepare_home(home)
     bench_config = home / "ray_config.bench.yaml"
     config = write_bench_config(args.serve_config.resolve(), bench_config)

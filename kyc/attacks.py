@@ -8,7 +8,7 @@ accepted as bona fide); BPCER is the share of bona fide presentations rejected.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import cv2
@@ -81,7 +81,9 @@ class PadReport:
         return "\n".join(rows)
 
 
-def pad_report(bona_fide_accepted: Iterable[bool], attacks_accepted: dict[str, Iterable[bool]]) -> PadReport:
+def pad_report(
+    bona_fide_accepted: Iterable[bool], attacks_accepted: Mapping[str, Iterable[bool]]
+) -> PadReport:
     """APCER per attack type = accepted attacks / attacks; BPCER = rejected bona fide / bona fide."""
     bf = list(bona_fide_accepted)
     apcer, counts = {}, {}
