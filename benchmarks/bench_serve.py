@@ -287,7 +287,8 @@ def http(
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+        with exc:  # its response: closed, not left to the collector
+            return exc.code, exc.read()
 
 
 def wait_ready(system: System, api_key: str, body: str, timeout_s: float = 600.0) -> float:
@@ -421,14 +422,25 @@ class CpuMeter:
         }
 
 
-def screening_sums(system: System) -> dict[tuple[str, str, str], float]:
+def screening_sums(
+    system: System, *, attempts: int = 20, pause_s: float = 0.5
+) -> dict[tuple[str, str, str], float]:
     """The Ingress's (or the baseline's) own screening series from ``/metrics``: sums and counts of
-    ``vigil_stage_seconds`` per stage and of ``vigil_batch_size`` ({} if unreachable)."""
+    ``vigil_stage_seconds`` per stage and of ``vigil_batch_size`` ({} if unreachable, or still
+    refusing after ``attempts`` tries)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    try:
-        _, text = http(system.url + "/metrics", timeout=5)
-    except OSError:
+    # Right after an overloading run the Ingress may still refuse requests (503 from Serve's
+    # admission, a plain-text body): wait for it rather than parse that as metrics.
+    for _ in range(attempts):
+        try:
+            status, text = http(system.url + "/metrics", timeout=5)
+        except OSError:
+            return {}
+        if status == 200:
+            break
+        time.sleep(pause_s)
+    else:
         return {}
     found = {}
     for family in text_string_to_metric_families(text.decode(errors="replace")):
