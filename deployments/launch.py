@@ -60,12 +60,23 @@ def direct_ingress_env(settings: Settings) -> dict[str, str]:
     (a second replica on this node would find no port: scale out across nodes, cluster/README).
     The replica binds ``http_host`` like the proxy does; the proxy itself moves to
     ``http_port + 1``. Must be in the environment before Ray starts (its processes inherit it).
+
+    Clients reach that replica directly, with no load balancer in front, so two waits Serve
+    makes for one are turned off: a released port's quarantine (150 s, for HAProxy's stale
+    server lists) and a removed ingress replica's minimum draining period (30 s, for a load
+    balancer to deregister it). With them, an Ingress replica that died came back only after
+    the quarantine (its one port held out of the pool: ``/healthz`` answered again 160 s after
+    a SIGKILL) and Ctrl-C waited 30 s for the drain ("Controller failed to shut down within
+    30.0s"). A replica that stops still finishes its requests in flight
+    (``graceful_shutdown_timeout_s``).
     """
     port = settings.http_port
     return {
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
         "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(port),
         "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(port + 1),  # exclusive
+        "RAY_SERVE_PORT_QUARANTINE_S": "0",
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0",
     }
 
 
