@@ -1,19 +1,21 @@
 """Restart benchmark: the graph's latency at a steady open-loop rate around a killed process.
 
 Usage: ``.venv/bin/python benchmarks/bench_restart.py`` (= ``make bench-restart``); ``--kill``
-picks the process (a velocity shard by default, or the supervised scorer replica); ``--users
-20000`` runs it on the realistic load of ``bench_serve.py --users`` (its own home, every request
-another user's one transaction at its own event time).
+picks the process (a velocity shard by default, the supervised scorer replica, or the Ingress
+replica, which Serve replaces on the same port); ``--users 20000`` runs it on the realistic load
+of ``bench_serve.py --users`` (its own home, every request another user's one transaction at its
+own event time).
 
 The graph starts as ``make bench-serve`` starts it (``vigil up`` on a fresh copy of the bench
 home's demo database, rate limit raised). After a 10 s warm-up at the same rate, this process
 sends POST /v1/transactions at ``--rate`` per second for ``--seconds`` (open loop, each request
 at its scheduled time, unique idempotency keys over the demo tuples) and SIGKILLs one
-``ray::VelocityShard`` (or ``SupervisedScorer`` replica) process ``--kill-at`` seconds in; Ray
-restarts it. Each client retries a 503 (or a reset) with the same idempotency key, waiting at
-least the server's ``Retry-After`` and doubling per attempt up to 8 s, times 0.5-1.5 (jitter), as
-a well-behaved client does; latency is measured from the request's scheduled time to its final
-answer. Afterwards every acknowledged key is looked up in the database with its decision.
+``ray::VelocityShard`` (or ``SupervisedScorer`` or ``Ingress`` replica) process ``--kill-at``
+seconds in; Ray restarts the shard, Serve replaces a replica. Each client retries a 503 (or a
+reset, or a refused connection) with the same idempotency key, waiting at least the server's
+``Retry-After`` and doubling per attempt up to 8 s, times 0.5-1.5 (jitter), as a well-behaved
+client does; latency is measured from the request's scheduled time to its final answer.
+Afterwards every acknowledged key is looked up in the database with its decision.
 
 Reports, per second of scheduled send time, the answered requests' p50/p99/max, how many needed
 a retry and how many failed (and how many answers arrived in that second), and in summary: the
@@ -45,7 +47,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_serve as bs  # the serving benchmark's setup and process helpers
 
 BACKOFF_CAP_S = 8.0
-PROCESS_NAMES = {"shard": "ray::VelocityShard", "supervised": "SupervisedScorer"}
+PROCESS_NAMES = {
+    "shard": "ray::VelocityShard",
+    "supervised": "SupervisedScorer",
+    "ingress": "ServeReplica:vigil:Ingress",
+}
 
 
 def find_process(kind: str, system: bs.System) -> int:

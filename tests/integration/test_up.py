@@ -101,19 +101,19 @@ def test_vigil_up_serves_on_loopback_and_stops_cleanly(tmp_path: Path) -> None:
         exposed = [entry for entry in listening if not entry[0].startswith(("127.", "::ffff:127.", "::1"))]
         assert exposed == [], f"listening beyond loopback: {exposed}"
 
-        # The Ingress replica dies: Serve starts another on the same port. (With Serve's defaults
-        # for a load balancer in front, the port sat in quarantine and /healthz came back only
-        # after 160 s: deployments/launch.py.)
+        # The Ingress replica dies with a client's connection open: Serve starts another on the
+        # same port. (With Serve's defaults for a load balancer in front, the port sat in
+        # quarantine for 150 s: deployments/launch.py; and a dead listener's open connections
+        # kept the port from a new unpatched one for good: vigil/infra/ray_local.py.)
         headers = {"Authorization": f"Bearer {(tmp_path / 'dev-api-key').read_text().strip()}"}
-        before = httpx.post(
+        keep_alive = httpx.Client(headers=headers, timeout=30)
+        before = keep_alive.post(
             f"http://127.0.0.1:{port}/v1/transactions",
             json={**TRANSACTION, "idempotency_key": "before-the-kill"},
-            headers=headers,
-            timeout=30,
         )
         assert before.status_code == 201, before.text
         (old_ingress,) = owners
-        psutil.Process(int(old_ingress)).kill()
+        psutil.Process(int(old_ingress)).kill()  # the client's connection stays open meanwhile
         deadline = time.monotonic() + 90
         while True:
             assert proc.poll() is None, (tmp_path / "up.log").read_text()[-3000:]
@@ -146,6 +146,7 @@ def test_vigil_up_serves_on_loopback_and_stops_cleanly(tmp_path: Path) -> None:
             e for e in _listening(list(seen.values())) if not e[0].startswith(("127.", "::ffff:127.", "::1"))
         ]
         assert exposed == [], f"listening beyond loopback after the restart: {exposed}"
+        keep_alive.close()
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -67,3 +67,66 @@ def test_a_module_imported_before_the_hook_is_patched_at_once() -> None:
         """
     )
     assert out == "True"
+
+
+_HALF_CLOSED_PORT = """
+    import asyncio, socket
+    from ray.serve.config import HTTPOptions
+
+    # A listener that dies with a connection open: its end of the connection waits in FIN_WAIT
+    # (then TIME_WAIT) on the port, as a killed Ingress's connections do. The dead listener was
+    # made like the new one (a connection inherits its listener's options, and the kernel lets a
+    # port be shared only if both sockets allow it).
+    from ray.serve._private.http_util import set_socket_reuse_port
+    listener = socket.socket()
+    if PATCHED:
+        set_socket_reuse_port(listener)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()
+    listener.close()
+
+    async def app(scope, receive, send):
+        pass
+
+    async def start(start_server):
+        try:
+            task, server = await start_server(
+                app, HTTPOptions(host="127.0.0.1", port=port), event_loop=asyncio.get_running_loop()
+            )
+        except RuntimeError as exc:
+            return f"refused: {exc.__cause__}"
+        server.should_exit = True
+        await task
+        return "bound"
+"""
+
+
+def test_serves_own_direct_ingress_socket_cannot_take_over_a_port_with_a_dead_listeners_connections() -> None:
+    # What the patch below fixes, shown with Serve's unpatched function.
+    out = _run(
+        "    PATCHED = False\n"
+        + _HALF_CLOSED_PORT
+        + """
+    from ray.serve._private.http_util import start_asgi_http_server
+    print(asyncio.run(start(start_asgi_http_server)))
+    """
+    )
+    assert out.startswith("refused: [Errno 98]"), out
+
+
+def test_the_patched_replica_module_binds_a_port_with_a_dead_listeners_connections() -> None:
+    out = _run(
+        "    PATCHED = True\n"
+        + _HALF_CLOSED_PORT
+        + """
+    from vigil.infra.ray_local import bind_serve_replicas_to_loopback
+    bind_serve_replicas_to_loopback()
+    from ray.serve._private import replica
+    print(asyncio.run(start(replica.start_asgi_http_server)))
+    """
+    )
+    assert out == "bound", out

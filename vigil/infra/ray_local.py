@@ -35,6 +35,30 @@ def _loopback_grpc_port(replica: ModuleType) -> None:
     replica.add_port_to_grpc_server = loopback  # type: ignore[attr-defined]
 
 
+def _reusable_ingress_port(replica: ModuleType) -> None:
+    """Serve's replica module: the direct-ingress HTTP socket may bind a port whose previous
+    listener died with connections open.
+
+    Serve creates that socket without ``SO_REUSEADDR`` (``enable_so_reuseport=False`` is
+    hard-coded in ``replica.py``), so a new Ingress replica could not bind its port while the dead
+    one's connections sat in FIN_WAIT/TIME_WAIT (up to 60 s), and Serve then blocked the port for
+    good: with the one port of a local ``vigil up``, an Ingress killed under load never came back
+    (benchmarks/SERVING-LOG.md). Serve's own option sets ``SO_REUSEADDR`` and ``SO_REUSEPORT``, as
+    its HTTP proxy does."""
+    original = replica.start_asgi_http_server
+
+    async def start(app: Any, http_options: Any, **kwargs: Any) -> Any:
+        kwargs["enable_so_reuseport"] = True
+        return await original(app, http_options, **kwargs)
+
+    replica.start_asgi_http_server = start  # type: ignore[attr-defined]
+
+
+def _patch_replica(replica: ModuleType) -> None:
+    _loopback_grpc_port(replica)
+    _reusable_ingress_port(replica)
+
+
 class _PatchedLoader(importlib.abc.Loader):
     """Runs the module's own loader, then ``patch`` on the module; anything else (source
     lookups for tracebacks, resources) goes to the original loader."""
@@ -73,16 +97,17 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
 
 
 def bind_serve_replicas_to_loopback() -> None:
-    """Worker setup hook: Serve replicas' inter-deployment gRPC server listens on loopback.
+    """Worker setup hook: Serve replicas' inter-deployment gRPC server listens on loopback (and
+    an ingress replica's HTTP socket can take over its port: :func:`_reusable_ingress_port`).
 
     Every worker of the job runs this hook, velocity shards and training tasks too, so it does
     not import Serve's replica module itself (0.7 s and ~120 MB of RSS per process here,
     most of a restarted shard's start-up: benchmarks/probe_restart.py): it patches the module
     when a process imports it, which only Serve replicas do."""
     if _REPLICA in sys.modules:
-        _loopback_grpc_port(sys.modules[_REPLICA])
+        _patch_replica(sys.modules[_REPLICA])
     elif not any(isinstance(f, _PatchOnImport) and f.name == _REPLICA for f in sys.meta_path):
-        sys.meta_path.insert(0, _PatchOnImport(_REPLICA, _loopback_grpc_port))
+        sys.meta_path.insert(0, _PatchOnImport(_REPLICA, _patch_replica))
 
 
 def init_loopback_ray(*, num_cpus: int | None = None, host: str = "127.0.0.1", **kwargs: Any) -> None:
