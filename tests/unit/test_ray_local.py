@@ -77,10 +77,9 @@ _HALF_CLOSED_PORT = """
     # (then TIME_WAIT) on the port, as a killed Ingress's connections do. The dead listener was
     # made like the new one (a connection inherits its listener's options, and the kernel lets a
     # port be shared only if both sockets allow it).
-    from ray.serve._private.http_util import set_socket_reuse_port
     listener = socket.socket()
     if PATCHED:
-        set_socket_reuse_port(listener)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     port = listener.getsockname()[1]
@@ -130,3 +129,42 @@ def test_the_patched_replica_module_binds_a_port_with_a_dead_listeners_connectio
     """
     )
     assert out == "bound", out
+
+
+def test_the_patched_replica_module_does_not_share_a_port_another_process_listens_on() -> None:
+    # SO_REUSEPORT would let a second `vigil up` on the same port start and take half the
+    # connections; SO_REUSEADDR alone refuses it.
+    out = _run(
+        """
+        import asyncio, socket
+        from ray.serve.config import HTTPOptions
+        from vigil.infra.ray_local import bind_serve_replicas_to_loopback
+        bind_serve_replicas_to_loopback()
+        from ray.serve._private import replica
+
+        async def app(scope, receive, send):
+            pass
+
+        async def main():
+            options = HTTPOptions(host="127.0.0.1", port=0)
+            first, server = await replica.start_asgi_http_server(
+                app, options, event_loop=asyncio.get_running_loop()
+            )
+            while not server.started:
+                await asyncio.sleep(0.01)
+            port = server.servers[0].sockets[0].getsockname()[1]
+            try:
+                await replica.start_asgi_http_server(
+                    app, HTTPOptions(host="127.0.0.1", port=port), event_loop=asyncio.get_running_loop()
+                )
+                outcome = "shared"
+            except RuntimeError as exc:
+                outcome = f"refused: {exc.__cause__}"
+            server.should_exit = True
+            await first
+            return outcome
+
+        print(asyncio.run(main()))
+        """
+    )
+    assert out.startswith("refused: [Errno 98]"), out

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
@@ -35,6 +36,13 @@ def _loopback_grpc_port(replica: ModuleType) -> None:
     replica.add_port_to_grpc_server = loopback  # type: ignore[attr-defined]
 
 
+def _reuse_address_only(sock: socket.socket) -> bool:
+    """``SO_REUSEADDR`` without ``SO_REUSEPORT``: a port whose last listener died with connections
+    still closing can be bound again, but not a port another process listens on."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    return True
+
+
 def _reusable_ingress_port(replica: ModuleType) -> None:
     """Serve's replica module: the direct-ingress HTTP socket may bind a port whose previous
     listener died with connections open.
@@ -43,9 +51,15 @@ def _reusable_ingress_port(replica: ModuleType) -> None:
     hard-coded in ``replica.py``), so a new Ingress replica could not bind its port while the dead
     one's connections sat in FIN_WAIT/TIME_WAIT (up to 60 s), and Serve then blocked the port for
     good: with the one port of a local ``vigil up``, an Ingress killed under load never came back
-    (benchmarks/SERVING-LOG.md). Serve's own option sets ``SO_REUSEADDR`` and ``SO_REUSEPORT``, as
-    its HTTP proxy does."""
+    (benchmarks/SERVING-LOG.md). Serve's own reuse option would also set ``SO_REUSEPORT``, which
+    lets a second live listener share the port: a second ``vigil up`` on the same port then
+    started and took half the connections (measured), so in a process that imports the replica
+    module the option sets ``SO_REUSEADDR`` only (Serve's HTTP proxy imports it too, and its one
+    socket per node gets the same)."""
+    from ray.serve._private import http_util
+
     original = replica.start_asgi_http_server
+    http_util.set_socket_reuse_port = _reuse_address_only
 
     async def start(app: Any, http_options: Any, **kwargs: Any) -> Any:
         kwargs["enable_so_reuseport"] = True
