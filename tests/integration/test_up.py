@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -53,6 +54,29 @@ def _serving_ingress(seen: dict[int, psutil.Process], parent: psutil.Process, po
     return {pid for _, port_, pid in _listening(list(seen.values())) if port_ == port}
 
 
+def _beyond_loopback(listening: list[tuple[str, int, str]]) -> list[tuple[str, int, str]]:
+    return [entry for entry in listening if not entry[0].startswith(("127.", "::ffff:127.", "::1"))]
+
+
+def _wait_healthy(
+    proc: subprocess.Popen[bytes], port: int, log: Path, within_s: float, on_poll: Any = None
+) -> bool:
+    """Poll /healthz until it answers 200 (True) or ``within_s`` pass (False); `vigil up` must
+    stay alive meanwhile. ``on_poll`` runs before each poll."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        if on_poll is not None:
+            on_poll()
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
 TRANSACTION = {
     "user_id": 1,
     "account_id": 2,
@@ -76,30 +100,24 @@ def test_vigil_up_serves_on_loopback_and_stops_cleanly(tmp_path: Path) -> None:
     parent = psutil.Process(proc.pid)
     seen: dict[int, psutil.Process] = {}
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            assert proc.poll() is None, (tmp_path / "up.log").read_text()[-3000:]
+        log_path = tmp_path / "up.log"
+
+        def remember() -> None:  # every process seen, to check none is left after Ctrl-C
             for p in _tree(parent):
                 seen[p.pid] = p
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "vigil up did not serve /healthz within 240 s"
-            time.sleep(1)
+
+        assert _wait_healthy(proc, port, log_path, 240, remember), (
+            "vigil up did not serve /healthz within 240 s"
+        )
         assert httpx.get(f"http://127.0.0.1:{port}/docs", timeout=5).status_code == 200
-        for p in _tree(parent):
-            seen[p.pid] = p
         # Ray's worker processes are children of its raylet, itself a child of `vigil up`.
-        listening = _listening(list(seen.values()))
         # Direct ingress (the default): the Ingress replica itself answers the API port, not
         # Serve's HTTP proxy actor, which moved to the next port.
-        owners = {name for _, port_, name in listening if port_ == port}
+        owners = _serving_ingress(seen, parent, port)
+        listening = _listening(list(seen.values()))
         assert owners and all("Ingress" in _cmd(seen, name) for name in owners), (owners, listening)
         assert any(port_ == port + 1 for _, port_, _ in listening)
-        exposed = [entry for entry in listening if not entry[0].startswith(("127.", "::ffff:127.", "::1"))]
-        assert exposed == [], f"listening beyond loopback: {exposed}"
+        assert _beyond_loopback(listening) == [], f"listening beyond loopback: {_beyond_loopback(listening)}"
 
         # The Ingress replica dies with a client's connection open: Serve starts another on the
         # same port. (With Serve's defaults for a load balancer in front, the port sat in
@@ -114,18 +132,9 @@ def test_vigil_up_serves_on_loopback_and_stops_cleanly(tmp_path: Path) -> None:
         assert before.status_code == 201, before.text
         (old_ingress,) = owners
         psutil.Process(int(old_ingress)).kill()  # the client's connection stays open meanwhile
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, (tmp_path / "up.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, (
-                "no Ingress answered /healthz within 90 s of the old one dying"
-            )
-            time.sleep(0.5)
+        assert _wait_healthy(proc, port, log_path, 90), (
+            "no Ingress answered /healthz within 90 s of the old one dying"
+        )
         new_owners = _serving_ingress(seen, parent, port)
         assert new_owners and old_ingress not in new_owners, (old_ingress, new_owners)
         assert all("Ingress" in _cmd(seen, name) for name in new_owners), new_owners
@@ -142,9 +151,7 @@ def test_vigil_up_serves_on_loopback_and_stops_cleanly(tmp_path: Path) -> None:
             timeout=10,
         )
         assert stored.status_code == 200, stored.text
-        exposed = [
-            e for e in _listening(list(seen.values())) if not e[0].startswith(("127.", "::ffff:127.", "::1"))
-        ]
+        exposed = _beyond_loopback(_listening(list(seen.values())))
         assert exposed == [], f"listening beyond loopback after the restart: {exposed}"
         keep_alive.close()
     finally:
