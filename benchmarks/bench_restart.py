@@ -1,8 +1,9 @@
 """Restart benchmark: the graph's latency at a steady open-loop rate around a killed process.
 
 Usage: ``.venv/bin/python benchmarks/bench_restart.py`` (= ``make bench-restart``); ``--kill``
-picks the process (a velocity shard by default, the supervised scorer replica, or the Ingress
-replica, which Serve replaces on the same port); ``--users 20000`` runs it on the realistic load
+picks the process: a velocity shard by default, or a replica of the Ingress (Serve replaces it
+on the same port), RuleScreen, the supervised or the anomaly scorer, or Serve's controller (Ray
+restarts it; the replicas keep serving meanwhile); ``--users 20000`` runs it on the realistic load
 of ``bench_serve.py --users`` (its own home, every request another user's one transaction at its
 own event time).
 
@@ -10,7 +11,7 @@ The graph starts as ``make bench-serve`` starts it (``vigil up`` on a fresh copy
 home's demo database, rate limit raised). After a 10 s warm-up at the same rate, this process
 sends POST /v1/transactions at ``--rate`` per second for ``--seconds`` (open loop, each request
 at its scheduled time, unique idempotency keys over the demo tuples) and SIGKILLs one
-``ray::VelocityShard`` (or ``SupervisedScorer`` or ``Ingress`` replica) process ``--kill-at``
+``ray::VelocityShard`` (or the ``--kill`` process) ``--kill-at``
 seconds in; Ray restarts the shard, Serve replaces a replica. Each client retries a 503 (or a
 reset, or a refused connection) with the same idempotency key, waiting at least the server's
 ``Retry-After`` and doubling per attempt up to 8 s, times 0.5-1.5 (jitter), as a well-behaved
@@ -49,8 +50,11 @@ import bench_serve as bs  # the serving benchmark's setup and process helpers
 BACKOFF_CAP_S = 8.0
 PROCESS_NAMES = {
     "shard": "ray::VelocityShard",
-    "supervised": "SupervisedScorer",
     "ingress": "ServeReplica:vigil:Ingress",
+    "rulescreen": "ServeReplica:vigil:RuleScreen",
+    "supervised": "ServeReplica:vigil:SupervisedScorer",
+    "anomaly": "ServeReplica:vigil:AnomalyScorer",
+    "controller": "ray::ServeController",
 }
 
 
