@@ -35,6 +35,7 @@ __all__ = [
     "LoadedModel",
     "ModelVersionInfo",
     "RegisteredVersion",
+    "champion_version",
     "default_tracking_uri",
     "list_models",
     "load_bundle",
@@ -384,6 +385,12 @@ def load_version(name: str, version: str | int, *, tracking_uri: str | None = No
     """Load one registered version."""
     client, uri = _client(tracking_uri)
     return _load(client, uri, client.get_model_version(name, str(version)))
+
+
+def champion_version(name: str, *, alias: str = CHAMPION, tracking_uri: str | None = None) -> str:
+    """The version ``alias`` points at, without loading it (one registry query)."""
+    client, _ = _client(tracking_uri)
+    return str(client.get_model_version_by_alias(name, alias).version)
 
 
 def load_champion(name: str, *, alias: str = CHAMPION, tracking_uri: str | None = None) -> LoadedModel:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from training.evaluate import CostConfig, choose_thresholds, evaluate, write_report
@@ -122,3 +123,40 @@ def test_explain_where_explains_only_rows_at_the_threshold(
     for score, got, want in zip(scores, explained, full, strict=True):
         assert got == (want if score >= above else None)
     assert sum(e is not None for e in explained) == int((scores >= above).sum()) > 0
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Serve's pydantic-v1 style fields
+def test_a_serving_replica_loads_the_champion_once_reloads_a_promotion_and_refuses_other_features(
+    tmp_path: Path,
+) -> None:
+    """deployments.graph._ModelHolder, as a scorer replica uses it (Serve calls reconfigure right
+    after the constructor: the same champion is not loaded twice)."""
+    from deployments.graph import _ModelHolder
+    from vigil.features.spec import FEATURE_NAMES, FEATURE_VERSION
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame(rng.standard_normal((500, len(FEATURE_NAMES))), columns=list(FEATURE_NAMES))
+    det = make_detector("isolation_forest", n_estimators=10).fit(X)
+    v1 = registry.register(det, name="fraud-anomaly", feature_version=FEATURE_VERSION, tracking_uri=store)
+    v2 = registry.register(det, name="fraud-anomaly", feature_version=FEATURE_VERSION, tracking_uri=store)
+    registry.promote("fraud-anomaly", v1.version, tracking_uri=store)
+
+    holder = _ModelHolder("fraud-anomaly", store)
+    holder.load(None)
+    first = holder.model
+    assert holder.version == "fraud-anomaly:1"
+    holder.load(None)  # reconfigure({}) with the champion unchanged
+    assert holder.model is first
+    registry.promote("fraud-anomaly", v2.version, tracking_uri=store)
+    holder.load(None)  # reconfigure after a promotion
+    assert holder.version == "fraud-anomaly:2" and holder.model is not first
+    holder.load("1")  # a pinned version
+    assert holder.version == "fraud-anomaly:1"
+
+    other = make_detector("isolation_forest", n_estimators=10).fit(X.iloc[:, :9])
+    v3 = registry.register(other, name="fraud-anomaly", feature_version=FEATURE_VERSION, tracking_uri=store)
+    registry.promote("fraud-anomaly", v3.version, tracking_uri=store)
+    with pytest.raises(registry.FeatureMismatchError, match="refusing"):
+        holder.load(None)
+    assert holder.version == "fraud-anomaly:1"  # still serving the last good model
