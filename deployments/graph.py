@@ -24,6 +24,7 @@ from ray import serve
 
 from actors.velocity import get_or_create_shards
 from vigil import metrics
+from vigil.circuit import ScorerCircuit
 from vigil.db import history
 from vigil.db.engine import create_engine, session_factory
 from vigil.features.events import EventWire, TransactionEvent, from_ns
@@ -46,6 +47,11 @@ log = logging.getLogger("vigil.graph")
 #: loops each): the scorers' stage per batch over its size 0.91-0.95 ms against 0.98-1.04 with a
 #: 1 ms wait, about 0.7 ms less per batch of ~10; p99 87-107 against 82-146 ms (benchmarks/SERVING-LOG.md).
 SCORER_BATCH_WAIT_S = 0.0
+
+#: How long RuleScreen waits for a scorer's answer before deciding the batch without it
+#: (:class:`vigil.circuit.ScorerCircuit`; ``scorer_deadline_s`` in its ``user_config``). A call
+#: takes ~15 ms per batch of 64 here; the deadline is for a replica that is gone, not a slow one.
+SCORER_DEADLINE_S = 1.0
 
 
 def rows_to_matrix(rows: list[dict[str, float]]) -> np.ndarray:
@@ -180,11 +186,17 @@ class RuleScreen:
         self._loaded = False
         self.supervised = supervised
         self.anomaly = anomaly
+        self.circuits = {name: ScorerCircuit(name, SCORER_DEADLINE_S) for name in ("supervised", "anomaly")}
         # The same named actors the Ingress holds (whichever replica starts first creates them).
         self.shards = get_or_create_shards(velocity_shards, database_url)
         raise_young_threshold()  # Serve collects and freezes the heap once this returns
 
     def reconfigure(self, config: dict[str, Any]) -> None:
+        deadline = float(config.get("scorer_deadline_s", SCORER_DEADLINE_S))
+        if not deadline > 0:
+            raise ValueError(f"scorer_deadline_s must be positive, got {deadline}")
+        for circuit in self.circuits.values():
+            circuit.deadline_s = deadline
         if config.get("rules"):
             rules = RuleSet.from_dict(config["rules"])
             missing = rules.missing_features(FEATURE_NAMES)
@@ -228,31 +240,36 @@ class RuleScreen:
         self, keys: list[str], wires: list[EventWire], txs: list[dict[str, Any]]
     ) -> tuple[list[ScoredWire], dict[str, float]]:
         """Features, then rules ∥ supervised ∥ anomaly, for one micro-batch; with the seconds
-        each stage took (the Ingress records them: this replica's metrics are not scraped)."""
+        each stage took (the Ingress records them: this replica's metrics are not scraped).
+        A scorer that misses its deadline leaves its scores None (:mod:`vigil.circuit`)."""
         started = time.perf_counter()
         events = [TransactionEvent.from_wire(w) for w in wires]
         rows = await self._features(keys, events)
         features_s = time.perf_counter() - started
         started = time.perf_counter()
         matrix = rows_to_matrix(rows)
-        supervised = self.supervised.score.remote(matrix)
-        anomaly = self.anomaly.score.remote(matrix)
+        supervised_circuit, anomaly_circuit = self.circuits["supervised"], self.circuits["anomaly"]
+        supervised = supervised_circuit.send(lambda: _answer(self.supervised.score.remote(matrix)))
+        anomaly = anomaly_circuit.send(lambda: _answer(self.anomaly.score.remote(matrix)))
         at = [from_ns(e.t_ns) for e in events]
         try:
             hits, rules_version = await self._rule_hits(txs, rows, at)
         except BaseException:
-            supervised.cancel()  # nobody will read them: the Ingress answers this batch 503
-            anomaly.cancel()
+            for sent in (supervised, anomaly):  # nobody will read them: the Ingress answers 503
+                if sent is not None:
+                    sent.cancel()
             raise
-        (scores, contributions, model_version, cutoffs), (anomaly_scores, _) = await asyncio.gather(
-            supervised, anomaly
+        supervised_out, anomaly_out = await asyncio.gather(
+            supervised_circuit.result(supervised), anomaly_circuit.result(anomaly)
         )
+        scores, contributions, model_version, cutoffs = supervised_out or (None, None, None, None)
+        anomaly_scores = None if anomaly_out is None else anomaly_out[0]
         scored = [
             Scored(
                 rule_hits=hits[i],
-                fraud_score=float(scores[i]),
+                fraud_score=None if scores is None else float(scores[i]),
                 contributions=None if contributions is None else contributions[i],
-                anomaly_score=float(anomaly_scores[i]),
+                anomaly_score=None if anomaly_scores is None else float(anomaly_scores[i]),
                 model_version=model_version,
                 rules_version=rules_version,
                 fraud_thresholds=cutoffs,
@@ -260,6 +277,15 @@ class RuleScreen:
             for i in range(len(rows))
         ]
         return [s.wire() for s in scored], {"features": features_s, "scorers": time.perf_counter() - started}
+
+
+async def _answer(response: Any) -> Any:
+    """Await a DeploymentResponse; cancelling the awaiting task cancels the request too."""
+    try:
+        return await response
+    except asyncio.CancelledError:
+        response.cancel()
+        raise
 
 
 class ServeGraph:

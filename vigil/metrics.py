@@ -89,7 +89,17 @@ RULE_HITS = Counter(
     registry=REGISTRY,
 )
 SCORER_UNAVAILABLE = Counter(
-    "vigil_scorer_unavailable_total", "Batches decided without a scorer.", ["scorer"], registry=REGISTRY
+    "vigil_scorer_unavailable_total",
+    "Batches decided without a scorer's scores (supervised, anomaly): the scorer missed its deadline, "
+    "failed, or is not loaded (vigil.circuit).",
+    ["scorer"],
+    registry=REGISTRY,
+)
+GRAPH_FAILED = Counter(
+    "vigil_graph_failures_total",
+    "Batches answered 503 because the scoring graph failed (a velocity shard or RuleScreen died "
+    "mid-call): nothing stored, the clients retry with the same idempotency keys.",
+    registry=REGISTRY,
 )
 REVIEW_CREATED = Counter("vigil_review_cases_created_total", "Review cases opened.", registry=REGISTRY)
 REVIEW_RESOLVED = Counter(

@@ -248,13 +248,17 @@ class Screener:
             # A replica or actor died mid-call. Nothing was stored; velocity state is keyed by the
             # idempotency key, so the client's retry is answered without counting twice.
             log.warning("scoring graph failed for a batch of %d: %s", len(items), exc)
-            metrics.SCORER_UNAVAILABLE.labels("graph").inc()
+            metrics.GRAPH_FAILED.inc()
             error = ServiceUnavailable("scoring is briefly unavailable: retry with the same idempotency key")
             error.headers = {"Retry-After": "1"}
             for index in todo:
                 results[index] = error
             return
         metrics.STAGE_SECONDS.labels("graph").observe(time.perf_counter() - graph_started)
+        if any(s.fraud_score is None for s in scored):
+            metrics.SCORER_UNAVAILABLE.labels("supervised").inc()
+        if any(s.anomaly_score is None for s in scored):
+            metrics.SCORER_UNAVAILABLE.labels("anomaly").inc()
         now = datetime.now(UTC)
         latency_ms = (time.perf_counter() - started) * 1000.0
         decided: list[tuple[TransactionCreate, datetime, Decision]] = []

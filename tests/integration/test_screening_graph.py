@@ -284,6 +284,66 @@ def test_resolving_a_review_case_writes_a_label(live: Live) -> None:
     assert source == "analyst"
 
 
+def _kill_replica(deployment: str, *, wait: bool = False) -> None:
+    """SIGKILL-like ``ray.kill`` of the deployment's replica; ``wait``: until it is gone (the
+    kill is asynchronous: a request right after it may still reach the old replica)."""
+    import ray
+
+    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True) if deployment in a["name"]]
+    assert replicas, f"no {deployment} replica found"
+    name, namespace = replicas[0]["name"], replicas[0]["namespace"]
+    ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
+    deadline = time.monotonic() + 30
+    while wait and any(a["name"] == name for a in ray.util.list_named_actors(all_namespaces=True)):
+        assert time.monotonic() < deadline, f"{name} still alive 30 s after ray.kill"
+        time.sleep(0.05)
+    if wait:
+        time.sleep(0.5)  # its worker process may outlive the name briefly; a successor takes seconds
+
+
+def _unavailable(metrics_text: str, scorer: str) -> float:
+    found = re.search(rf'vigil_scorer_unavailable_total\{{scorer="{scorer}"\}} (\S+)', metrics_text)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_a_dead_scorer_is_decided_without_until_its_successor_answers(live: Live) -> None:
+    """Right after the AnomalyScorer's replica dies, a transaction is decided within the scorer
+    deadline without an anomaly score (its successor takes seconds to start and load its model),
+    and once the successor answers, transactions get anomaly scores again."""
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    rows = live.replay_rows.iloc[:40].to_dict("records")
+    with httpx.Client(base_url=live.base_url, headers=headers, timeout=30) as client:
+        before = _unavailable(client.get("/metrics").text, "anomaly")
+        _kill_replica("AnomalyScorer", wait=True)
+        during = client.post(
+            "/v1/transactions", json=request_body(rows[0]) | {"idempotency_key": "dead-scorer-0"}
+        )
+        assert during.status_code == 201, during.text
+        assert during.json()["anomaly_score"] is None
+        assert during.json()["fraud_score"] is not None
+        assert _unavailable(client.get("/metrics").text, "anomaly") > before
+        deadline = time.monotonic() + 90
+        for i, row in enumerate(rows[1:], start=1):
+            answer = client.post(
+                "/v1/transactions", json=request_body(row) | {"idempotency_key": f"dead-scorer-{i}"}
+            )
+            assert answer.status_code == 201, answer.text
+            if answer.json()["anomaly_score"] is not None:
+                break
+            assert time.monotonic() < deadline, "the AnomalyScorer's successor never scored a batch"
+            time.sleep(2)
+        else:
+            pytest.fail("no transaction got an anomaly score again")
+    stored = asyncio.run(
+        _scalar(
+            live.database_url,
+            "SELECT d.anomaly_score IS NULL FROM decisions d JOIN transactions t USING (transaction_id) "
+            "WHERE t.idempotency_key = 'dead-scorer-0'",
+        )
+    )
+    assert stored is True, "the decision made without the anomaly scorer is stored without its score"
+
+
 def test_killing_a_velocity_actor_and_scorer_replicas_loses_nothing(live: Live) -> None:
     """A velocity shard, then a SupervisedScorer replica, then the RuleScreen replica (which calls
     the shards and scorers for every batch: killed after the shards learned a batch, its retry
@@ -296,16 +356,11 @@ def test_killing_a_velocity_actor_and_scorer_replicas_loses_nothing(live: Live) 
 
     killed_while_replaying: list[bool] = []
 
-    def kill_replica(deployment: str) -> None:
-        replicas = [a for a in ray.util.list_named_actors(all_namespaces=True) if deployment in a["name"]]
-        assert replicas, f"no {deployment} replica found"
-        ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]), no_restart=True)
-
     async def chaos(replaying: asyncio.Task[Any]) -> None:
         for kill in (
             lambda: ray.kill(ray.get_actor(shard_name(0, SHARDS), namespace="vigil"), no_restart=False),
-            lambda: kill_replica("SupervisedScorer"),
-            lambda: kill_replica("RuleScreen"),
+            lambda: _kill_replica("SupervisedScorer"),
+            lambda: _kill_replica("RuleScreen"),
         ):
             await asyncio.sleep(1.5)
             killed_while_replaying.append(not replaying.done())
