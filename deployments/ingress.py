@@ -9,11 +9,13 @@ decision thresholds and the micro-batch settings, applied by ``reconfigure`` wit
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from ray import serve
+from ray.exceptions import ActorUnavailableError, RayActorError
 
 from actors.velocity import get_or_create_shards, warm_shards
 from deployments.graph import ServeGraph
@@ -21,7 +23,7 @@ from kyc.errors import InvalidImage
 from vigil.api import create_api, install_service
 from vigil.auth import install_key_store, load_key_store
 from vigil.db.models import BlacklistEntry, FraudLabel, Transaction
-from vigil.errors import InvalidRequest
+from vigil.errors import InvalidRequest, ServiceUnavailable
 from vigil.events import create_event_bus
 from vigil.features.events import BlacklistEntry as BlacklistEvent
 from vigil.features.events import LabelEvent
@@ -31,6 +33,11 @@ from vigil.ratelimit import InMemoryRateLimiter, RateLimit, RedisRateLimiter, in
 from vigil.service import VigilService
 
 api = create_api()
+log = logging.getLogger("vigil.ingress")
+
+#: What a Serve handle call raises when the replica died or became unreachable mid-call (the
+#: request may or may not have run there). Serve replaces the replica; the caller decides.
+REPLICA_GONE = (ActorUnavailableError, RayActorError)
 
 
 @serve.deployment(name="Ingress")
@@ -81,15 +88,31 @@ class Ingress:
         except InvalidImage as exc:  # Serve re-raises the replica's exception as its own type
             field, reason = getattr(exc, "field", "image"), getattr(exc, "reason", str(exc))
             raise InvalidRequest(f"{field}: {reason}") from None
+        except REPLICA_GONE:
+            # Nothing is stored before the verification: the client's retry is safe. (Was a 500:
+            # a KycVerifier killed during a submission, found 2026-12-07.)
+            error = ServiceUnavailable("KYC verification is restarting: retry shortly")
+            error.headers = {"Retry-After": "5"}
+            raise error from None
         return result
 
     async def _on_blacklist(self, entry: BlacklistEntry) -> None:
         event = BlacklistEvent(
             kind=entry.kind, value=entry.value, added_at=entry.added_at, expires_at=entry.expires_at
         )
-        for shard in self.shards:
+        for shard in self.shards:  # actors Ray restarts: a call waits for the new incarnation
             await shard.add_blacklist.remote(event)
-        await self.rules.add_blacklist.remote(entry.kind, entry.value, entry.added_at, entry.expires_at)
+        args = (entry.kind, entry.value, entry.added_at, entry.expires_at)
+        try:
+            await self.rules.add_blacklist.remote(*args)
+        except REPLICA_GONE as exc:
+            # The entry is committed (a 500 here would make the client's retry a 409). Told again,
+            # Serve delivers it to RuleScreen's successor (adding an entry twice is a no-op), which
+            # also loads the whole blacklist from the database before its first batch.
+            log.warning(
+                "blacklist entry %s: RuleScreen gone mid-call (%s), telling its successor", entry.id, exc
+            )
+            await self.rules.add_blacklist.remote(*args)
 
     async def _on_label(self, label: FraudLabel, tx: Transaction) -> None:
         event = LabelEvent(
