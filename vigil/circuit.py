@@ -3,11 +3,12 @@
 RuleScreen calls both scorers once per micro-batch. When a scorer's replica dies, Serve holds
 the calls until a new replica has started and loaded its model; without a deadline the whole
 graph waited for it (on a slow machine at 150/s: no answers for 7.6-8.3 s after a supervised
-scorer's replica was killed, 7.0-10.9 s for the anomaly scorer's, the clients' requests meanwhile
-refused with 503 and retried; with the deadline 1.03-1.04 s in both, nothing refused). The policy already knows how to decide
-without a score (:mod:`vigil.policy`: rules and the other scorer decide; without a fraud score,
-amounts from ``unavailable_review_amount`` go to review), so a batch whose scorer has not
-answered within the deadline is decided without it, and the decision records no score for it.
+scorer's replica was killed, 7.0-10.9 s for the anomaly scorer's, the clients' requests
+meanwhile refused with 503 and retried; with the deadline 1.03-1.04 s in both, nothing
+refused). The policy already knows how to decide without a score (:mod:`vigil.policy`: rules
+and the other scorer decide; without a fraud score, amounts from ``unavailable_review_amount``
+go to review), so a batch whose scorer has not answered within the deadline is decided without
+it, and the decision records no score for it.
 
 After a miss (a timeout or an error) the scorer counts as down: the call that missed stays in
 flight as the probe (Serve delivers it to the new replica), later batches do not call the
