@@ -95,6 +95,8 @@ SCORER_UNAVAILABLE = Counter(
     ["scorer"],
     registry=REGISTRY,
 )
+for _scorer in ("supervised", "anomaly"):  # both series exist from the start: rate() and alerts see 0
+    SCORER_UNAVAILABLE.labels(_scorer)
 GRAPH_FAILED = Counter(
     "vigil_graph_failures_total",
     "Batches answered 503 because the scoring graph failed (a velocity shard or RuleScreen died "

@@ -30,3 +30,10 @@ def test_gc_pauses_are_recorded_once_per_collection_even_if_tracking_is_installe
         if s.name.endswith("_sum") and s.labels.get("generation") == "2"
     ]
     assert sums and sums[0] > 0
+
+
+def test_the_scorer_unavailable_series_exist_before_any_outage() -> None:
+    """An alert on ``rate(vigil_scorer_unavailable_total[5m]) > 0`` needs the series at 0, not absent."""
+    text = metrics.render_metrics().decode()
+    for scorer in ("supervised", "anomaly"):
+        assert f'vigil_scorer_unavailable_total{{scorer="{scorer}"}}' in text
