@@ -8,7 +8,7 @@ the environment (:class:`vigil.settings.Settings`), read when the app is built, 
     Ingress ─┬─► RuleScreen: one call per micro-batch ─┬─► VelocityShard actors (read, then learn)
              │                                           ├─► SupervisedScorer ┐ concurrently, while
              │                                           └─► AnomalyScorer    ┘ the rules run
-             ├─► VelocityShard actors (KYC risk, labels, blacklist entries)
+             ├─► VelocityShard actors (KYC risk, labels)
              └─► KycVerifier (POST /v1/kyc/submissions; own replica, 2 requests at a time)
 """
 

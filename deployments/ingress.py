@@ -2,14 +2,14 @@
 
 Thin on purpose: ``__init__`` builds the service (never at import), attaches the Ray scoring
 graph (one call per micro-batch to ``RuleScreen``, which calls the velocity shard actors and
-the scorer deployments; the shard handles stay here for KYC risk, labels and blacklists) and the gateway concerns (API
-keys, rate limits, event bus); everything else lives in ``vigil``. ``user_config`` carries the
-decision thresholds and the micro-batch settings, applied by ``reconfigure`` without a redeploy.
+the scorer deployments; the shard handles stay here for KYC risk and labels) and the gateway
+concerns (API keys, rate limits, event bus); everything else lives in ``vigil``. ``user_config``
+carries the decision thresholds and the micro-batch settings, applied by ``reconfigure`` without
+a redeploy.
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -22,10 +22,9 @@ from deployments.graph import ServeGraph
 from kyc.errors import InvalidImage
 from vigil.api import create_api, install_service
 from vigil.auth import install_key_store, load_key_store
-from vigil.db.models import BlacklistEntry, FraudLabel, Transaction
+from vigil.db.models import FraudLabel, Transaction
 from vigil.errors import InvalidRequest, ServiceUnavailable
 from vigil.events import create_event_bus
-from vigil.features.events import BlacklistEntry as BlacklistEvent
 from vigil.features.events import LabelEvent
 from vigil.heap import raise_young_threshold
 from vigil.policy import DecisionPolicy
@@ -33,7 +32,6 @@ from vigil.ratelimit import InMemoryRateLimiter, RateLimit, RedisRateLimiter, in
 from vigil.service import VigilService
 
 api = create_api()
-log = logging.getLogger("vigil.ingress")
 
 #: What a Serve handle call raises when the replica died or became unreachable mid-call (the
 #: request may or may not have run there). Serve replaces the replica; the caller decides.
@@ -58,9 +56,7 @@ class Ingress:
         self.shards = get_or_create_shards(velocity_shards, database_url)
         warm_shards(self.shards, warm_users)
         self.graph = ServeGraph(self.shards, rules)
-        self.rules = rules
         self.service.attach_screening(self.graph, DecisionPolicy(), create_event_bus(redis_url))
-        self.service.blacklist_listeners.append(self._on_blacklist)
         self.service.label_listeners.append(self._on_label)
         if kyc is not None:
             self.kyc = kyc
@@ -95,24 +91,6 @@ class Ingress:
             error.headers = {"Retry-After": "5"}
             raise error from None
         return result
-
-    async def _on_blacklist(self, entry: BlacklistEntry) -> None:
-        event = BlacklistEvent(
-            kind=entry.kind, value=entry.value, added_at=entry.added_at, expires_at=entry.expires_at
-        )
-        for shard in self.shards:  # actors Ray restarts: a call waits for the new incarnation
-            await shard.add_blacklist.remote(event)
-        args = (entry.kind, entry.value, entry.added_at, entry.expires_at)
-        try:
-            await self.rules.add_blacklist.remote(*args)
-        except REPLICA_GONE as exc:
-            # The entry is committed (a 500 here would make the client's retry a 409). Told again,
-            # Serve delivers it to RuleScreen's successor (adding an entry twice is a no-op), which
-            # also loads the whole blacklist from the database before its first batch.
-            log.warning(
-                "blacklist entry %s: RuleScreen gone mid-call (%s), telling its successor", entry.id, exc
-            )
-            await self.rules.add_blacklist.remote(*args)
 
     async def _on_label(self, label: FraudLabel, tx: Transaction) -> None:
         event = LabelEvent(

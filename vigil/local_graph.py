@@ -1,6 +1,6 @@
 """The scoring graph in one process: the same velocity shard logic, rules and models as the Ray
-graph, called directly. Used by the uvicorn baseline of the serving benchmark, by `vigil replay
---local`, and by the unit tests.
+graph, called directly. Used by the uvicorn baseline of the serving benchmark and by the unit
+tests.
 
 A graph built without models is the degraded mode the policy is designed for: scores are None,
 rules still run, and amounts above the policy's cut-off go to review (FRAUD_SCORE_UNAVAILABLE).
@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vigil.blacklists import RevisionCounter, StoredCopy, rules_blacklist
 from vigil.features.events import TransactionEvent
 from vigil.features.spec import FEATURE_NAMES, FEATURE_VERSION
 from vigil.models.base import FeatureMismatchError
 from vigil.policy import explain_cutoff
 from vigil.registry import LoadedModel
-from vigil.rules import Blacklist, RuleSet
+from vigil.rules import RuleSet
 from vigil.schemas import TransactionCreate
 from vigil.screening import Scored, acted_on
 from vigil.velocity import VelocityShard, merge_rows, route
@@ -46,7 +47,6 @@ class LocalGraph:
         supervised: LoadedModel | None,
         anomaly: LoadedModel | None,
         rules: RuleSet | None = None,
-        blacklist: Blacklist | None = None,
         explain_above: float | None = None,
     ) -> None:
         for model in (supervised, anomaly):
@@ -58,7 +58,9 @@ class LocalGraph:
         self.anomaly = anomaly
         self.explain_above = explain_above
         self.rules = rules or RuleSet.default()
-        self.blacklist = blacklist or Blacklist()
+        # the stored blacklist, for the rules (the shard keeps its own for the features)
+        self.blacklist = StoredCopy(lambda: rules_blacklist(self.shard.sessions))
+        self.blacklist_revision = RevisionCounter()
 
     async def close(self) -> None:
         await self.shard.close()
@@ -66,20 +68,23 @@ class LocalGraph:
     async def set_kyc_risk(self, user_id: int, risk_level: str) -> None:
         await self.shard.set_kyc_risk(user_id, risk_level)
 
+    def blacklist_changed(self) -> None:
+        self.blacklist_revision.bump()
+
     async def score(
         self, keys: list[str], events: list[TransactionEvent], txs: list[TransactionCreate]
     ) -> list[Scored]:
+        revision = self.blacklist_revision.current
         ((_, observations),) = route(keys, events, 1).items()
-        rows = merge_rows(
-            events, [([i for i, _ in observations], await self.shard.observe([o for _, o in observations]))]
-        )
+        observed = await self.shard.observe([o for _, o in observations], revision)
+        rows = merge_rows(events, [([i for i, _ in observations], observed)])
         frame = pd.DataFrame(
             np.array([[r[n] for n in FEATURE_NAMES] for r in rows]), columns=list(FEATURE_NAMES)
         )
         hits = self.rules.evaluate_batch(
             [t.model_dump() for t in txs],
             rows,
-            self.blacklist,
+            await self.blacklist.at(revision),
             at=[e.created_at for e in events],  # type: ignore[misc]
         )
         fraud: Any = self.supervised.predict_proba(frame) if self.supervised else [None] * len(rows)

@@ -115,6 +115,11 @@ class ScoringGraph(Protocol):
         """The user's KYC risk level changed (already committed): features use it from now on."""
         ...
 
+    def blacklist_changed(self) -> None:
+        """A blacklist entry was added or removed (already committed): batches sent from now on
+        are screened with it (:mod:`vigil.blacklists`)."""
+        ...
+
 
 def to_event(data: TransactionCreate, received_at: datetime) -> TransactionEvent:
     # Not yet stored, so no database id: 0 (see actors/velocity.py on ordering ties).

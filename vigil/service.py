@@ -66,8 +66,7 @@ class VigilService:
         self.engine = engine or create_engine(database_url)
         self.sessions = session_factory(self.engine)
         self.screener: Screener | None = None
-        #: Called after a blacklist entry / an analyst's label is committed (the graph subscribes).
-        self.blacklist_listeners: list[Callable[[BlacklistEntry], Awaitable[None]]] = []
+        #: Called after an analyst's label is committed (the graph subscribes).
         self.label_listeners: list[Callable[[FraudLabel, Transaction], Awaitable[None]]] = []
         self._kyc: KycVerify | None = None
         self._batcher: MicroBatcher[tuple[TransactionCreate, datetime], ScreenResult | VigilError] | None = (
@@ -189,11 +188,10 @@ class VigilService:
             return await repo.user_transactions(session, user_id=user_id, since=since, limit=limit)
 
     async def add_blacklist_entry(self, data: BlacklistCreate, *, added_by: str) -> BlacklistEntry:
-        """Store the entry, then tell the running graph (rules and velocity shards) about it."""
+        """Store the entry; the graph's rules and features match it from the next batch on."""
         async with session_scope(self.sessions) as session:
             entry = await repo.add_blacklist_entry(session, data=data, added_by=added_by)
-        for listener in self.blacklist_listeners:
-            await listener(entry)
+        self._blacklist_changed()
         return entry
 
     async def blacklist(self) -> Sequence[BlacklistEntry]:
@@ -201,10 +199,17 @@ class VigilService:
             return await repo.blacklist_entries(session)
 
     async def remove_blacklist_entry(self, entry_id: int) -> BlacklistEntry:
-        """Delete an entry. Running screens learn it at their next restart; to stop a hit at once,
-        add the entry again with an ``expires_at`` in the past."""
+        """Delete an entry; the graph stops matching it from the next batch on."""
         async with session_scope(self.sessions) as session:
-            return await repo.remove_blacklist_entry(session, entry_id=entry_id)
+            entry = await repo.remove_blacklist_entry(session, entry_id=entry_id)
+        self._blacklist_changed()
+        return entry
+
+    def _blacklist_changed(self) -> None:
+        """After a committed change: batches screened from now on carry a newer blacklist
+        revision, and every copy behind it reloads (:mod:`vigil.blacklists`)."""
+        if self.screener is not None:
+            self.screener.graph.blacklist_changed()
 
     async def transaction_with_decision(self, transaction_id: int) -> tuple[Transaction, Decision | None]:
         async with self.sessions() as session:

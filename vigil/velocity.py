@@ -38,12 +38,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from vigil.blacklists import Revision, StoredCopy, features_blacklist
 from vigil.db import history
 from vigil.db.engine import create_engine, session_factory
-from vigil.features.events import BlacklistEntry, EventWire, LabelEvent, TransactionEvent
+from vigil.features.events import EventWire, LabelEvent, TransactionEvent
 from vigil.features.online import (
     NAN,
-    BlacklistIndex,
     InMemoryEntityStore,
     UserState,
     event_features,
@@ -142,7 +142,8 @@ class VelocityShard:
         self.sessions = session_factory(self.engine)
         self.users: dict[int, UserState] = {}
         self.entities = InMemoryEntityStore(index, count)
-        self.blacklist = BlacklistIndex()
+        # read from the database before the first batch, again when a batch's revision is ahead
+        self.blacklist = StoredCopy(lambda: features_blacklist(self.sessions))
         self.seen: OrderedDict[str, Row] = OrderedDict()
         self.started = time.monotonic()
         self.settle_s = settle_s
@@ -158,8 +159,6 @@ class VelocityShard:
     async def _recover_entities(self) -> None:
         since = datetime.now(UTC) - timedelta(microseconds=max(WINDOWS_NS.values()) // 1000)
         async with self.sessions() as session:
-            for entry in await history.blacklist_events(session):
-                self.blacklist.add(entry)
             for merchant_id, profile in (await history.merchant_profiles(session)).items():
                 if self.entities.owns("merchant", merchant_id):
                     self.entities.set_merchant_profile(merchant_id, profile)
@@ -243,11 +242,13 @@ class VelocityShard:
                     loaded += len(todo)
         return loaded
 
-    async def observe(self, batch: list[Observation]) -> list[Row]:
-        """Read, then learn, each observation in order; a seen key returns its first row."""
+    async def observe(self, batch: list[Observation], blacklist_at: Revision | None = None) -> list[Row]:
+        """Read, then learn, each observation in order; a seen key returns its first row.
+        ``blacklist_at``: the blacklist revision the batch is screened at (:mod:`vigil.blacklists`)."""
         async with self._lock:
             if not self._recovered:
                 await self._recover_entities()
+            blacklist = await self.blacklist.at(blacklist_at)
             if not self._settled and time.monotonic() - self.started >= self.settle_s:
                 await self._settle()
             need = {
@@ -269,7 +270,7 @@ class VelocityShard:
                 if obs.user:
                     state = self.users[event.user_id]
                     row.update(state.features(event))
-                    row.update(self.blacklist.features(event))
+                    row.update(blacklist.features(event))
                     state.update(event)
                     if event.user_id in self.unsettled:
                         self.unsettled[event.user_id].append((obs.key, event))
@@ -281,15 +282,14 @@ class VelocityShard:
                 rows.append(row)
             return rows
 
-    async def observe_wire(self, batch: list[ObservationWire]) -> list[Row]:
+    async def observe_wire(
+        self, batch: list[ObservationWire], blacklist_at: Revision | None = None
+    ) -> list[Row]:
         """:meth:`observe` for observations sent as :meth:`Observation.wire` tuples."""
-        return await self.observe([Observation.from_wire(w) for w in batch])
+        return await self.observe([Observation.from_wire(w) for w in batch], blacklist_at)
 
     async def add_label(self, label: LabelEvent) -> None:
         self.entities.add_label(label)
-
-    async def add_blacklist(self, entry: BlacklistEntry) -> None:
-        self.blacklist.add(entry)
 
     async def set_kyc_risk(self, user_id: int, risk_level: str) -> None:
         """A committed KYC result: a loaded user's profile takes it now (a user not loaded yet

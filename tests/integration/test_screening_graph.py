@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -282,6 +282,41 @@ def test_resolving_a_review_case_writes_a_label(live: Live) -> None:
         )
     )
     assert source == "analyst"
+
+
+def test_a_blacklist_change_applies_from_the_next_request_on_every_copy(live: Live) -> None:
+    """Added: blocked at once, also by a RuleScreen replica started after the change; removed:
+    no longer matched (the copies reload from the database: vigil/blacklists.py)."""
+    ip = "198.51.100.77"
+    row = live.replay_rows.iloc[2].to_dict()
+
+    def send(client: httpx.Client, key: str) -> dict[str, Any]:
+        body = request_body(row) | {
+            "idempotency_key": key,
+            "ip": ip,
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+        answer = client.post("/v1/transactions", json=body)
+        for _ in range(30):  # a batch sent to the killed replica is a 503: retried, as clients do
+            if answer.status_code != 503:
+                break
+            time.sleep(1)
+            answer = client.post("/v1/transactions", json=body)
+        assert answer.status_code == 201, answer.text
+        return dict(answer.json())
+
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with httpx.Client(base_url=live.base_url, headers=admin, timeout=60) as client:
+        assert "BLACKLIST_HIT" not in send(client, "blacklist-live-1")["reason_codes"]
+        added = client.post("/v1/blacklist", json={"kind": "ip", "value": ip, "reason": "mule network"})
+        assert added.status_code == 201, added.text
+        listed = send(client, "blacklist-live-2")
+        assert listed["outcome"] == "block" and "BLACKLIST_HIT" in listed["reason_codes"], listed
+        _kill_replica("RuleScreen", wait=True)
+        again = send(client, "blacklist-live-3")  # the successor's copy, loaded from the database
+        assert again["outcome"] == "block" and "BLACKLIST_HIT" in again["reason_codes"], again
+        assert client.delete(f"/v1/blacklist/{added.json()['id']}").status_code == 200
+        assert "BLACKLIST_HIT" not in send(client, "blacklist-live-4")["reason_codes"]
 
 
 def _kill_replica(deployment: str, *, wait: bool = False) -> None:

@@ -2,24 +2,20 @@
 
 Found live (2026-12-07): a KycVerifier replica SIGKILLed during a submission made the Ingress
 answer 500 (Serve raised ``ActorUnavailableError``); it now answers 503 with Retry-After (two
-kills, live). Pushing a new blacklist entry to RuleScreen is the same kind of call, after the
-entry is committed: a 500 there would make the client's retry a 409 (a call of a few ms; three
-live kills of RuleScreen just before it found Serve waiting for the successor instead, 201 in
-3.4-4.9 s). Here fake handles raise Ray's actor errors (no Ray started), and the Ingress's own
+kills, live). Here fake handles raise Ray's actor errors (no Ray started), and the Ingress's own
 methods are called unbound on a stand-in for the replica.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime
+from datetime import date
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from ray.exceptions import ActorDiedError, ActorUnavailableError
 
-from vigil.db.models import BlacklistEntry
 from vigil.errors import InvalidRequest, ServiceUnavailable
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Serve's pydantic fields
@@ -73,24 +69,3 @@ def test_other_kyc_failures_are_not_disguised_as_a_restart() -> None:
         _verify(Method(InvalidImage("not an image", field="document")))
     with pytest.raises(ZeroDivisionError):  # a bug stays a bug (a 500), not a 503
         _verify(Method(ZeroDivisionError()))
-
-
-def _push_blacklist(rules: Method) -> None:
-    shard = SimpleNamespace(add_blacklist=Method())
-    replica = SimpleNamespace(shards=[shard], rules=SimpleNamespace(add_blacklist=rules))
-    entry = BlacklistEntry(
-        id=7, kind="ip", value="10.0.0.9", reason="test", added_by="t", added_at=datetime.now(UTC)
-    )
-    asyncio.run(_ingress_class()._on_blacklist(replica, entry))
-    assert len(shard.add_blacklist.calls) == 1
-
-
-def test_a_blacklist_entry_reaches_the_successor_of_a_rulescreen_gone_mid_call() -> None:
-    rules = Method(ActorUnavailableError("Actor is unavailable.", None))
-    _push_blacklist(rules)  # no error: the entry is committed, and told again
-    assert len(rules.calls) == 2 and rules.calls[0] == rules.calls[1]
-
-
-def test_a_blacklist_push_that_fails_otherwise_still_fails() -> None:
-    with pytest.raises(ValueError):
-        _push_blacklist(Method(ValueError("unknown blacklist kind")))
