@@ -94,6 +94,42 @@ def load_serve_config(path: Path, settings: Settings, *, direct: bool = False) -
     return ServeDeploySchema.model_validate(raw)
 
 
+class ServeConfigError(ValueError):
+    """The Serve config cannot run here (the message says why and what to change)."""
+
+
+def cpu_requests(config: Any) -> dict[str, tuple[int, float]]:
+    """``{"app/deployment": (replicas at start, CPUs each)}`` as Serve will ask Ray for them. A
+    deployment without ``num_cpus`` in the config counts Serve's default of 1 (none of ours sets
+    one in code); an autoscaling one its initial or minimum replicas."""
+    wanted = {}
+    for app in config.applications:
+        for deployment in app.deployments:
+            fields = deployment.model_dump(exclude_unset=True)
+            replicas = fields.get("num_replicas", 1)
+            autoscaling = fields.get("autoscaling_config") or {}
+            if not isinstance(replicas, int) or autoscaling:
+                replicas = int(autoscaling.get("initial_replicas") or autoscaling.get("min_replicas", 1))
+            cpus = float((fields.get("ray_actor_options") or {}).get("num_cpus", 1))
+            wanted[f"{app.name}/{deployment.name}"] = (replicas, cpus)
+    return wanted
+
+
+def check_cpus(config: Any, available: float) -> None:
+    """Refuse a config whose replicas ask for more CPUs than the local Ray has: Serve would wait
+    for the last ones without end (found 2026-12-07: a second RuleScreen replica at 0.25 CPUs
+    made 2.25 of 2, and ``vigil up`` sat silent until the benchmark gave up after 600 s)."""
+    wanted = cpu_requests(config)
+    total = sum(replicas * cpus for replicas, cpus in wanted.values())
+    if total > available + 1e-9:
+        detail = ", ".join(f"{name} {n} x {c:g}" for name, (n, c) in wanted.items() if n * c)
+        raise ServeConfigError(
+            f"the Serve config's replicas ask for {total:g} CPUs ({detail}) and the local Ray has "
+            f"{available:g}: Serve would wait for the rest forever. Lower num_replicas or "
+            "ray_actor_options.num_cpus (a scheduling share, not a limit), or raise VIGIL_RAY_NUM_CPUS."
+        )
+
+
 def deploy(config: Any, *, timeout_s: float = 600.0) -> None:
     """Start Serve and deploy every application in ``config``; wait until all are RUNNING."""
     from ray import serve
@@ -116,7 +152,14 @@ def deploy(config: Any, *, timeout_s: float = 600.0) -> None:
         if failed:
             raise RuntimeError(f"deploy failed: {failed}")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"applications not running after {timeout_s:.0f} s: {states}")
+            waiting = {
+                f"{n}/{d}": info.message
+                for n in names
+                if n in status
+                for d, info in status[n].deployments.items()
+                if info.message
+            }
+            raise TimeoutError(f"applications not running after {timeout_s:.0f} s: {states} {waiting}")
         time.sleep(0.5)
 
 
@@ -149,7 +192,10 @@ def run_foreground(settings: Settings, *, on_ready: Any = None) -> None:
     else:
         start_local_ray(num_cpus=settings.ray_num_cpus)
     try:
-        deploy(load_serve_config(settings.serve_config, settings, direct=direct))
+        config = load_serve_config(settings.serve_config, settings, direct=direct)
+        if not settings.ray_address:  # a cluster may add nodes on demand; a local Ray cannot
+            check_cpus(config, ray.cluster_resources().get("CPU", 0.0))
+        deploy(config)
         ready.set()
         if on_ready is not None:
             on_ready()

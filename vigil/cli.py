@@ -534,7 +534,7 @@ def up(
     """Start Vigil in the foreground: migrate the database (loading the demo dataset into an empty
     one), start a local Ray bound to 127.0.0.1 (or join VIGIL_RAY_ADDRESS) and deploy
     ray_config.yaml. Ctrl-C stops everything."""
-    from deployments.launch import run_foreground
+    from deployments.launch import ServeConfigError, run_foreground
     from vigil.db.migrate import upgrade
 
     settings = _settings()
@@ -560,7 +560,11 @@ def up(
         )
         sys.stdout.flush()
 
-    run_foreground(settings, on_ready=ready)
+    try:
+        run_foreground(settings, on_ready=ready)
+    except ServeConfigError as exc:
+        typer.echo(f"error: {settings.serve_config}: {exc}", err=True)
+        raise typer.Exit(2) from None
     typer.echo("Vigil stopped.")
 
 
