@@ -312,25 +312,28 @@ def test_a_blacklist_change_applies_from_the_next_request_on_every_copy(live: Li
         assert added.status_code == 201, added.text
         listed = send(client, "blacklist-live-2")
         assert listed["outcome"] == "block" and "BLACKLIST_HIT" in listed["reason_codes"], listed
-        _kill_replica("RuleScreen", wait=True)
-        again = send(client, "blacklist-live-3")  # the successor's copy, loaded from the database
+        _kill_replica("RuleScreen", wait=True, every=True)
+        again = send(client, "blacklist-live-3")  # a successor's copy, loaded from the database
         assert again["outcome"] == "block" and "BLACKLIST_HIT" in again["reason_codes"], again
         assert client.delete(f"/v1/blacklist/{added.json()['id']}").status_code == 200
         assert "BLACKLIST_HIT" not in send(client, "blacklist-live-4")["reason_codes"]
 
 
-def _kill_replica(deployment: str, *, wait: bool = False) -> None:
-    """SIGKILL-like ``ray.kill`` of the deployment's replica; ``wait``: until it is gone (the
-    kill is asynchronous: a request right after it may still reach the old replica)."""
+def _kill_replica(deployment: str, *, wait: bool = False, every: bool = False) -> None:
+    """SIGKILL-like ``ray.kill`` of a replica of the deployment (``every``: of all of them);
+    ``wait``: until it is gone (the kill is asynchronous: a request right after it may still
+    reach the old replica)."""
     import ray
 
     replicas = [a for a in ray.util.list_named_actors(all_namespaces=True) if deployment in a["name"]]
     assert replicas, f"no {deployment} replica found"
-    name, namespace = replicas[0]["name"], replicas[0]["namespace"]
-    ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
+    names = set()
+    for replica in replicas if every else replicas[:1]:
+        ray.kill(ray.get_actor(replica["name"], namespace=replica["namespace"]), no_restart=True)
+        names.add(replica["name"])
     deadline = time.monotonic() + 30
-    while wait and any(a["name"] == name for a in ray.util.list_named_actors(all_namespaces=True)):
-        assert time.monotonic() < deadline, f"{name} still alive 30 s after ray.kill"
+    while wait and any(a["name"] in names for a in ray.util.list_named_actors(all_namespaces=True)):
+        assert time.monotonic() < deadline, f"{names} still alive 30 s after ray.kill"
         time.sleep(0.05)
     if wait:
         time.sleep(0.5)  # its worker process may outlive the name briefly; a successor takes seconds
