@@ -261,6 +261,27 @@ def _hash_batch(arr: pa.Array) -> np.ndarray:
     return sums ^ (lengths.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
 
 
+def _disjoint_spans(report: QualityReport, bl: pa.Table) -> None:
+    """A (kind, value) may be blacklisted in several spans ``[added_at, expires_at)``, never two at
+    once (an ended entry stays on record; the next one starts after it)."""
+    spans = pa.table(
+        {
+            "key": pc.binary_join_element_wise(_strings(bl.column("kind")), bl.column("value"), "\x1f"),
+            "added": _int(bl.column("added_at")),
+            "expires": _int(bl.column("expires_at"), null=np.iinfo(np.int64).max),
+        }
+    ).sort_by([("key", "ascending"), ("added", "ascending")])
+    key = np.asarray(spans.column("key").to_numpy(zero_copy_only=False))
+    added, expires = spans.column("added").to_numpy(), spans.column("expires").to_numpy()
+    overlap = np.flatnonzero((key[1:] == key[:-1]) & (added[1:] < expires[:-1]))
+    examples = [str(k).replace("\x1f", " ") for k in key[overlap[:3]]]
+    report.add(
+        "spans:blacklist_entries(kind,value)",
+        len(overlap) == 0,
+        f"{len(overlap)} entries overlap an earlier span of the same kind and value, e.g. {examples}",
+    )
+
+
 def _unique(report: QualityReport, name: str, values: _Index | pa.ChunkedArray, n: int) -> None:
     if isinstance(values, _Index):
         dup_keys = values.duplicates()
@@ -329,8 +350,7 @@ def _check_keys_and_values(
         )
     if "blacklist_entries" in tables:
         bl = tables["blacklist_entries"]
-        pairs = pc.binary_join_element_wise(_strings(bl.column("kind")), bl.column("value"), "\x1f")
-        _unique(report, "unique:blacklist_entries(kind,value)", pairs, bl.num_rows)
+        _disjoint_spans(report, bl)
     for (name, column), allowed in ALLOWED.items():
         if name in tables:
             values = _distinct(tables[name].column(column))

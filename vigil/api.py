@@ -483,8 +483,9 @@ def create_api(*, screen_fast_path: bool = True) -> FastAPI:
         return await service.add_blacklist_entry(body, added_by=analyst.name)
 
     @api.delete("/v1/blacklist/{entry_id}", tags=["blacklist"], response_model=BlacklistEntry)
-    async def remove_blacklist(entry_id: int, service: Service, _: Admin) -> BlacklistEntry:
-        return await service.remove_blacklist_entry(entry_id)
+    async def remove_blacklist(entry_id: int, service: Service, admin: Admin) -> BlacklistEntry:
+        """End the entry now (it stays listed, with ``expires_at`` and ``removed_by``)."""
+        return await service.remove_blacklist_entry(entry_id, removed_by=admin.name)
 
     @api.get("/v1/alerts", tags=["alerts"], response_model=list[Alert])
     async def alerts(

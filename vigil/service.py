@@ -198,10 +198,11 @@ class VigilService:
         async with self.sessions() as session:
             return await repo.blacklist_entries(session)
 
-    async def remove_blacklist_entry(self, entry_id: int) -> BlacklistEntry:
-        """Delete an entry; the graph stops matching it from the next batch on."""
+    async def remove_blacklist_entry(self, entry_id: int, *, removed_by: str) -> BlacklistEntry:
+        """End an entry now; the graph stops matching it from the next batch on (a transaction
+        dated before the end still matches: the blacklist is read at event time)."""
         async with session_scope(self.sessions) as session:
-            entry = await repo.remove_blacklist_entry(session, entry_id=entry_id)
+            entry = await repo.remove_blacklist_entry(session, entry_id=entry_id, removed_by=removed_by)
         self._blacklist_changed()
         return entry
 

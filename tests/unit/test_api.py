@@ -281,6 +281,33 @@ async def test_authentication_roles_and_rate_limits(client: httpx.AsyncClient) -
     assert cannot_create.status_code == 403
 
 
+async def test_blacklist_routes_add_end_and_list_with_clear_errors(client: httpx.AsyncClient) -> None:
+    as_analyst = {"Authorization": f"Bearer {ANALYST_KEY}"}
+    body = {"kind": "ip", "value": "203.0.113.5", "reason": "card testing"}
+    added = await client.post("/v1/blacklist", json=body, headers=as_analyst)
+    assert added.status_code == 201 and added.json()["added_by"] == "ana", added.text
+    entry_id = added.json()["id"]
+    twice = await client.post("/v1/blacklist", json=body, headers=as_analyst)
+    assert twice.status_code == 409 and f"entry {entry_id}" in twice.json()["detail"]
+    for bad in ({**body, "kind": "planet"}, {**body, "expires_at": "2020-01-01T00:00:00Z"}, {"kind": "ip"}):
+        refused = await client.post("/v1/blacklist", json=bad, headers=as_analyst)
+        assert refused.status_code == 422, (bad, refused.text)
+    not_admin = await client.delete(f"/v1/blacklist/{entry_id}", headers=as_analyst)
+    assert not_admin.status_code == 403
+    ended = await client.delete(f"/v1/blacklist/{entry_id}")  # the admin
+    assert ended.status_code == 200 and ended.json()["removed_by"] == "ops"
+    assert ended.json()["expires_at"] is not None
+    assert (await client.delete(f"/v1/blacklist/{entry_id}")).json() == ended.json()
+    assert (await client.delete("/v1/blacklist/999999")).status_code == 404
+    readded = await client.post("/v1/blacklist", json=body, headers=as_analyst)
+    assert readded.status_code == 201 and readded.json()["id"] != entry_id
+    listed = (await client.get("/v1/blacklist", headers=as_analyst)).json()
+    assert [(e["id"], e["expires_at"] is None) for e in listed] == [
+        (entry_id, False),
+        (readded.json()["id"], True),
+    ]
+
+
 async def test_review_queue_claim_and_resolve_writes_a_label(client: httpx.AsyncClient) -> None:
     ids = await _world(client)
     decided = (await client.post("/v1/transactions", json=_tx(ids, amount="5000.00"))).json()

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from vigil.blacklists import RevisionCounter, StoredCopy, behind
+from vigil.errors import Conflict, InvalidRequest, NotFound
 from vigil.features.events import TransactionEvent
 from vigil.local_graph import LocalGraph
 from vigil.policy import DecisionPolicy
@@ -88,6 +89,8 @@ async def test_an_added_entry_blocks_from_the_next_batch_and_a_removed_one_stops
     try:
         shop = await open_shop(service)
 
+        now = datetime.now(UTC)
+
         async def screen(key: str) -> Any:
             tx = shop.tx(key, "12.00", ip=ip)
             return await service.screen(tx, received_at=datetime.now(UTC))
@@ -111,9 +114,44 @@ async def test_an_added_entry_blocks_from_the_next_batch_and_a_removed_one_stops
         assert await ip_feature() == 1.0
 
         assert entry.id is not None
-        await service.remove_blacklist_entry(entry.id)
+        ended = await service.remove_blacklist_entry(entry.id, removed_by="ops")
         assert "BLACKLIST_HIT" not in (await screen("blacklist-0003")).reason_codes
         assert await ip_feature() == 0.0
+
+        # The span stays on record, and the blacklist is read at event time: a transaction dated
+        # inside the span still matches (as the features recomputed offline for training will).
+        assert ended.expires_at is not None and ended.removed_by == "ops"
+        assert [(e.id, e.expires_at) for e in await service.blacklist()] == [(entry.id, ended.expires_at)]
+        inside = entry.added_at + (ended.expires_at - entry.added_at) / 2
+        late = await service.screen(
+            shop.tx("blacklist-0004", "12.00", ip=ip, created_at=inside), received_at=now
+        )
+        assert "BLACKLIST_HIT" in late.reason_codes
     finally:
         await graph.close()
+        await service.close()
+
+
+async def test_an_ended_entry_can_be_added_again_and_an_active_one_not(sqlite_url: str) -> None:
+    service = VigilService(sqlite_url)
+    try:
+        listed = BlacklistCreate(kind="device", value="42", reason="emulator farm")
+        first = await service.add_blacklist_entry(listed, added_by="ana")
+        with pytest.raises(Conflict, match="already blacklisted"):
+            await service.add_blacklist_entry(listed, added_by="ana")
+        assert first.id is not None
+        await service.remove_blacklist_entry(first.id, removed_by="ops")
+        again = await service.remove_blacklist_entry(first.id, removed_by="someone else")
+        assert again.removed_by == "ops"  # ending an ended entry changes nothing
+        second = await service.add_blacklist_entry(listed, added_by="ana")
+        assert second.id != first.id and second.expires_at is None
+        assert [e.id for e in await service.blacklist()] == [first.id, second.id]
+        with pytest.raises(NotFound):
+            await service.remove_blacklist_entry(10**9, removed_by="ops")
+        past = BlacklistCreate(
+            kind="ip", value="10.0.0.1", reason="x", expires_at=datetime(2020, 1, 1, tzinfo=UTC)
+        )
+        with pytest.raises(InvalidRequest, match="not in the future"):
+            await service.add_blacklist_entry(past, added_by="ana")
+    finally:
         await service.close()

@@ -201,6 +201,7 @@ def _static_tables(world: World, plan: FraudPlan, writer: _Writer) -> pa.Array:
             "added_by": _cat(rng.integers(0, len(BL_ADDED_BY), len(kind)), BL_ADDED_BY),
             "added_at": _ts(plan.bl_added[order]),
             "expires_at": _ts(plan.bl_expires[order], null=plan.bl_expires[order] < 0),
+            "removed_by": pa.nulls(len(kind), pa.string()),  # generated entries expire, none is ended
         },
     )
     return ip_str

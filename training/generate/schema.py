@@ -93,6 +93,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("added_by", CAT, False),
         ("added_at", TS, False),
         ("expires_at", TS, True),
+        ("removed_by", pa.string(), True),
     ),
 }
 

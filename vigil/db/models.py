@@ -207,8 +207,16 @@ class Decision(SQLModel, table=True):
 
 
 class BlacklistEntry(SQLModel, table=True):
+    """One span in which ``kind`` ``value`` is blacklisted: ``added_at <= t < expires_at``.
+
+    Removing an entry ends its span (``expires_at``, ``removed_by``) instead of deleting the row,
+    so the blacklist at any past time stays on record: features recomputed offline for training
+    see the hits the online decisions saw. A (kind, value) may have several spans, at most one of
+    them not ended.
+    """
+
     __tablename__ = "blacklist_entries"
-    __table_args__ = (sa.UniqueConstraint("kind", "value", name="uq_blacklist_kind_value"),)
+    __table_args__ = (sa.Index("ix_blacklist_kind_value", "kind", "value"),)
 
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
     kind: str = Field(max_length=16)  # user|device|ip|merchant|beneficiary
@@ -217,6 +225,7 @@ class BlacklistEntry(SQLModel, table=True):
     added_by: str = Field(max_length=64)
     added_at: datetime = _ts()
     expires_at: datetime | None = _ts(nullable=True)
+    removed_by: str | None = Field(default=None, max_length=64)  # who ended the span early
 
 
 class ReviewCase(SQLModel, table=True):

@@ -37,7 +37,7 @@ from vigil.db.models import (
     Transaction,
     User,
 )
-from vigil.errors import Conflict, DuplicateIdempotencyKey, NotFound, UnknownReference
+from vigil.errors import Conflict, DuplicateIdempotencyKey, InvalidRequest, NotFound, UnknownReference
 from vigil.schemas import (
     AccountCreate,
     BlacklistCreate,
@@ -198,16 +198,25 @@ async def add_label(session: AsyncSession, *, data: LabelCreate) -> FraudLabel:
 async def add_blacklist_entry(
     session: AsyncSession, *, data: BlacklistCreate, added_by: str
 ) -> BlacklistEntry:
+    now = _now()
+    if data.expires_at is not None and data.expires_at <= now:
+        raise InvalidRequest(f"expires_at {data.expires_at.isoformat()} is not in the future")
     existing = (
-        await session.execute(
-            select(BlacklistEntry).where(
-                col(BlacklistEntry.kind) == data.kind, col(BlacklistEntry.value) == data.value
+        (
+            await session.execute(
+                select(BlacklistEntry).where(
+                    col(BlacklistEntry.kind) == data.kind,
+                    col(BlacklistEntry.value) == data.value,
+                    sa.or_(col(BlacklistEntry.expires_at).is_(None), col(BlacklistEntry.expires_at) > now),
+                )
             )
         )
-    ).scalar_one_or_none()
+        .scalars()
+        .first()
+    )
     if existing is not None:
         raise Conflict(f"{data.kind} {data.value!r} is already blacklisted (entry {existing.id})")
-    entry = BlacklistEntry(**data.model_dump(), added_by=added_by, added_at=_now())
+    entry = BlacklistEntry(**data.model_dump(), added_by=added_by, added_at=now)
     session.add(entry)
     await session.flush()
     return entry
@@ -497,10 +506,14 @@ async def blacklist_entries(session: AsyncSession) -> Sequence[BlacklistEntry]:
     return (await session.execute(select(BlacklistEntry).order_by(col(BlacklistEntry.id)))).scalars().all()
 
 
-async def remove_blacklist_entry(session: AsyncSession, *, entry_id: int) -> BlacklistEntry:
+async def remove_blacklist_entry(session: AsyncSession, *, entry_id: int, removed_by: str) -> BlacklistEntry:
+    """End the entry's span now (the row stays: see :class:`BlacklistEntry`); an entry already
+    ended is returned as it is."""
     entry = await session.get(BlacklistEntry, entry_id)
     if entry is None:
         raise NotFound(f"blacklist entry {entry_id} does not exist")
-    await session.delete(entry)
-    await session.flush()
+    now = _now()
+    if entry.expires_at is None or entry.expires_at > now:
+        entry.expires_at, entry.removed_by = now, removed_by
+        await session.flush()
     return entry

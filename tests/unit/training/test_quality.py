@@ -122,6 +122,38 @@ def test_duplicate_idempotency_keys(dataset: Path) -> None:
     assert "1 duplicated values" in failed["unique:transactions.idempotency_key"]
 
 
+def test_blacklist_spans_of_one_entity_may_follow_each_other_but_not_overlap(dataset: Path) -> None:
+    def second_span(t: pa.Table, *, starts_inside: bool) -> pa.Table:
+        first = t.slice(0, 1)
+        added = first.column("added_at")[0].value
+        expires = first.column("expires_at")[0].value if first.column("expires_at")[0].is_valid else None
+        end = expires if expires is not None else added + 10**12
+        fields = {
+            name: first.column(name)
+            for name in t.column_names
+            if name not in ("id", "added_at", "expires_at")
+        }
+        row = {
+            **fields,
+            "id": pa.array([t.column("id").to_numpy().max() + 1]),
+            "added_at": pa.array([end - 1 if starts_inside else end], type=t.schema.field("added_at").type),
+            "expires_at": pa.array([None], type=t.schema.field("expires_at").type),
+        }
+        if expires is None:  # give the first span an end, so a span can follow it
+            t = _set(
+                t,
+                "expires_at",
+                pc.fill_null(t.column("expires_at"), pa.scalar(end, t.schema.field("expires_at").type)),
+            )
+        return pa.concat_tables([t, pa.table({n: row[n] for n in t.column_names}).cast(t.schema)])
+
+    _edit(dataset, "blacklist_entries", lambda t: second_span(t, starts_inside=False))
+    assert "spans:blacklist_entries(kind,value)" not in _failed(validate_dataset(dataset))
+    _edit(dataset, "blacklist_entries", lambda t: second_span(t.slice(0, t.num_rows - 1), starts_inside=True))
+    failed = _failed(validate_dataset(dataset))
+    assert "1 entries overlap an earlier span" in failed["spans:blacklist_entries(kind,value)"]
+
+
 def test_bad_amounts(dataset: Path) -> None:
     def bad(t: pa.Table) -> pa.Table:
         amount = t.column("amount").to_numpy().copy()
