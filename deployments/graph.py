@@ -42,10 +42,11 @@ log = logging.getLogger("vigil.graph")
 
 #: How long a scorer's ``@serve.batch`` waits for more matrices after the first: none. Each
 #: matrix is already a whole micro-batch, and with one batch inside the graph at a time (the
-#: Screener's turn) nothing else is coming; matrices that are already queued (a second batch
-#: in flight, from either RuleScreen replica) are still scored together. Measured at 300/s (four starts alternating, three 20 s
-#: loops each): the scorers' stage per batch over its size 0.91-0.95 ms against 0.98-1.04 with a
-#: 1 ms wait, about 0.7 ms less per batch of ~10; p99 87-107 against 82-146 ms (benchmarks/SERVING-LOG.md).
+#: Screener's turn) nothing else is coming; matrices that are already queued (a second batch in
+#: flight, from either RuleScreen replica) are still scored together. Measured at 300/s (four
+#: starts alternating, three 20 s loops each): the scorers' stage per batch over its size
+#: 0.91-0.95 ms against 0.98-1.04 with a 1 ms wait, about 0.7 ms less per batch of ~10; p99
+#: 87-107 against 82-146 ms (benchmarks/SERVING-LOG.md).
 SCORER_BATCH_WAIT_S = 0.0
 
 #: How long RuleScreen waits for a scorer's answer before deciding the batch without it
