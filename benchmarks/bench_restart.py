@@ -299,7 +299,8 @@ def main() -> int:
         f"outage {s['outage_s']} s; recovered (5 s with p99 within 2x, no retries) {s['recovered_after_s']} s after "
         f"the kill; {s['failed']} failed, "
         f"{s['retried']} retried of {s['sent']}; durable {result['durable']['ok']} "
-        f"({result['durable']['acked']} acknowledged); cores: server {result['cpu']['server_cpu_cores']}, "
+        f"({result['durable']['acked']} acknowledged{bs.unscored_note(result['durable'])}); "
+        f"cores: server {result['cpu']['server_cpu_cores']}, "
         f"load generator {result['cpu']['generator_cpu_cores']}, steal {result['cpu']['steal_cores']}"
     )
     bs.RESULTS.mkdir(parents=True, exist_ok=True)

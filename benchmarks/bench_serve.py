@@ -475,7 +475,9 @@ def screening_means(
 
 
 def durable(system: System, prefix: str, ack_files: list[Path]) -> dict[str, Any]:
-    """Every key the load generator saw a 2xx for must be stored, with its decision."""
+    """Every key the load generator saw a 2xx for must be stored, with its decision; and how many
+    of the run's decisions were made without a scorer's score (the graph's scorer deadline: a
+    run that skipped a scorer did less work than the baseline, and must say so)."""
     acked: list[str] = []
     for path in ack_files:
         if path.exists():
@@ -483,14 +485,13 @@ def durable(system: System, prefix: str, ack_files: list[Path]) -> dict[str, Any
             path.unlink()
     db = sqlite3.connect(f"file:{system.db}?mode=ro", uri=True, timeout=30)
     with contextlib.closing(db):
-        outcome_of = dict(
-            db.execute(
-                "SELECT t.idempotency_key, d.outcome FROM transactions t JOIN decisions d"
-                " ON d.transaction_id = t.transaction_id"
-                " WHERE t.idempotency_key >= ? AND t.idempotency_key < ?",
-                (prefix + "-", prefix + "-\x7f"),
-            ).fetchall()
-        )
+        rows = db.execute(
+            "SELECT t.idempotency_key, d.outcome, d.fraud_score IS NULL, d.anomaly_score IS NULL"
+            " FROM transactions t JOIN decisions d ON d.transaction_id = t.transaction_id"
+            " WHERE t.idempotency_key >= ? AND t.idempotency_key < ?",
+            (prefix + "-", prefix + "-\x7f"),
+        ).fetchall()
+    outcome_of = {key: outcome for key, outcome, _, _ in rows}
     stored = set(outcome_of)
     acked_set = set(acked)
     missing = acked_set - stored
@@ -501,6 +502,7 @@ def durable(system: System, prefix: str, ack_files: list[Path]) -> dict[str, Any
         # The run's decisions by outcome: review and block cost more (TreeSHAP for the model's
         # reason codes, review cases, alerts), and replaying 2,000 users this fast trips velocity.
         "outcomes": outcomes,
+        "unscored": {"fraud": sum(r[2] for r in rows), "anomaly": sum(r[3] for r in rows)},
         "acked": len(acked),
         "acked_unique": len(acked_set),
         "stored_with_decision": len(stored),
@@ -508,6 +510,15 @@ def durable(system: System, prefix: str, ack_files: list[Path]) -> dict[str, Any
         "missing_sample": sorted(missing)[:5],
         "ok": not missing and len(acked_set) == len(acked),
     }
+
+
+def unscored_note(durable: dict[str, Any]) -> str:
+    """``", 12 without a fraud score"`` for a run with decisions a scorer skipped, else ``""``."""
+    missing = durable.get("unscored") or {}
+    parts = [
+        f"{n} without a{'n' if kind == 'anomaly' else ''} {kind} score" for kind, n in missing.items() if n
+    ]
+    return ", " + ", ".join(parts) if parts else ""
 
 
 def flagged_share(durable: dict[str, Any]) -> float:
@@ -596,7 +607,7 @@ def closed_loop(
         f"  {system.name:8} c={c:<3} {result['rps']:8.1f} req/s  p50 {result['p50_ms']:7.1f}  "
         f"p99 {result['p99_ms']:7.1f} ms  errors {result['errors']}  durable {result['durable']['ok']}  "
         f"cpu {result['server_cpu_cores']} (other {result['other_cpu_cores']}, steal {result['steal_cores']}) "
-        f"load {result['loadavg_after'][0]}",
+        f"load {result['loadavg_after'][0]}{unscored_note(result['durable'])}",
         flush=True,
     )
     return result
@@ -634,7 +645,7 @@ def open_loop(
         f"  {system.name:8} open loop {args.rate:g}/s: achieved {result['achieved_rps']:.1f}/s  "
         f"p50 {result['p50_ms']:.1f}  p99 {result['p99_ms']:.1f} ms  errors {result['errors']}  "
         f"durable {result['durable']['ok']}  review/block {flagged_share(result['durable']):.0%}  "
-        f"-> {'PASS' if result['pass'] else 'FAIL'}",
+        f"-> {'PASS' if result['pass'] else 'FAIL'}{unscored_note(result['durable'])}",
         flush=True,
     )
     if result["batch_size_mean"] is not None:
@@ -784,7 +795,7 @@ def print_table(result: dict[str, Any]) -> None:
                 f"{r['p99_ms']:>8.1f} {r['errors']:>7} {r['server_cpu_cores']:>6.2f} "
                 f"{r['rps_per_server_core']:>10.1f} {r['other_cpu_cores']:>6.2f} {r.get('steal_cores', 0):>6.2f}  "
                 f"{'yes' if d['ok'] else 'NO'} "
-                f"({d['acked'] - d['missing']}/{d['acked']} 2xx stored)"
+                f"({d['acked'] - d['missing']}/{d['acked']} 2xx stored){unscored_note(d)}"
             )
     for r in result["ratios"]:
         print(
