@@ -475,8 +475,18 @@ def create_api(*, screen_fast_path: bool = True) -> FastAPI:
         )
 
     @api.get("/v1/blacklist", tags=["blacklist"], response_model=list[BlacklistEntry])
-    async def list_blacklist(service: Service, _: Analyst) -> list[BlacklistEntry]:
-        return list(await service.blacklist())
+    async def list_blacklist(
+        service: Service,
+        _: Analyst,
+        active: Annotated[
+            bool | None, Query(description="only entries matching now, or only ended ones")
+        ] = None,
+        after_id: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> list[BlacklistEntry]:
+        """Entries by id, ``limit`` at a time (pass the last id as ``after_id`` for the next page);
+        ended entries stay listed (see ``DELETE``)."""
+        return list(await service.blacklist(active=active, after_id=after_id, limit=limit))
 
     @api.post("/v1/blacklist", status_code=201, tags=["blacklist"], response_model=BlacklistEntry)
     async def add_blacklist(body: BlacklistCreate, service: Service, analyst: Analyst) -> BlacklistEntry:

@@ -194,9 +194,11 @@ class VigilService:
         self._blacklist_changed()
         return entry
 
-    async def blacklist(self) -> Sequence[BlacklistEntry]:
+    async def blacklist(
+        self, *, active: bool | None = None, after_id: int = 0, limit: int | None = None
+    ) -> Sequence[BlacklistEntry]:
         async with self.sessions() as session:
-            return await repo.blacklist_entries(session)
+            return await repo.blacklist_entries(session, active=active, after_id=after_id, limit=limit)
 
     async def remove_blacklist_entry(self, entry_id: int, *, removed_by: str) -> BlacklistEntry:
         """End an entry now; the graph stops matching it from the next batch on (a transaction

@@ -306,6 +306,16 @@ async def test_blacklist_routes_add_end_and_list_with_clear_errors(client: httpx
         (entry_id, False),
         (readded.json()["id"], True),
     ]
+    current = (await client.get("/v1/blacklist", params={"active": "true"}, headers=as_analyst)).json()
+    assert [e["id"] for e in current] == [readded.json()["id"]]
+    ended_only = (await client.get("/v1/blacklist", params={"active": "false"}, headers=as_analyst)).json()
+    assert [e["id"] for e in ended_only] == [entry_id]
+    page = (
+        await client.get("/v1/blacklist", params={"limit": 1, "after_id": entry_id}, headers=as_analyst)
+    ).json()
+    assert [e["id"] for e in page] == [readded.json()["id"]]
+    too_many = await client.get("/v1/blacklist", params={"limit": 501}, headers=as_analyst)
+    assert too_many.status_code == 422
 
 
 async def test_review_queue_claim_and_resolve_writes_a_label(client: httpx.AsyncClient) -> None:

@@ -502,8 +502,21 @@ async def alerts_for(
     return (await session.execute(query)).scalars().all()
 
 
-async def blacklist_entries(session: AsyncSession) -> Sequence[BlacklistEntry]:
-    return (await session.execute(select(BlacklistEntry).order_by(col(BlacklistEntry.id)))).scalars().all()
+async def blacklist_entries(
+    session: AsyncSession, *, active: bool | None = None, after_id: int = 0, limit: int | None = None
+) -> Sequence[BlacklistEntry]:
+    """Entries by id; ``active``: only those matching now (True) or only ended ones (False)."""
+    query = select(BlacklistEntry).where(col(BlacklistEntry.id) > after_id).order_by(col(BlacklistEntry.id))
+    if active is not None:
+        now = _now()
+        current = sa.and_(
+            col(BlacklistEntry.added_at) <= now,
+            sa.or_(col(BlacklistEntry.expires_at).is_(None), col(BlacklistEntry.expires_at) > now),
+        )
+        query = query.where(current if active else sa.not_(current))
+    if limit is not None:
+        query = query.limit(limit)
+    return (await session.execute(query)).scalars().all()
 
 
 async def remove_blacklist_entry(session: AsyncSession, *, entry_id: int, removed_by: str) -> BlacklistEntry:
