@@ -50,9 +50,10 @@ log = logging.getLogger("vigil.graph")
 SCORER_BATCH_WAIT_S = 0.0
 
 #: How long RuleScreen waits for a scorer's answer before deciding the batch without it
-#: (:class:`vigil.circuit.ScorerCircuit`; ``scorer_deadline_s`` in its ``user_config``). A call
-#: takes ~15 ms per batch of 64 here; the deadline is for a replica that is gone, not a slow one.
-SCORER_DEADLINE_S = 1.0
+#: (:class:`vigil.circuit.ScorerCircuit`; ``scorer_deadline_s`` in its ``user_config``). The
+#: scorers' stage took 22-26 ms per batch at c=64-128 here and a 0.25 s deadline never tripped on
+#: a live scorer; the deadline is for a replica that is gone, not a slow one (ray_config.yaml).
+SCORER_DEADLINE_S = 0.5
 
 
 def rows_to_matrix(rows: list[dict[str, float]]) -> np.ndarray:
