@@ -63,18 +63,19 @@ class StoredCopy(Generic[T]):
         self._value: T | None = None
         self._at: Revision | None = None
         self._lock = asyncio.Lock()
-        self.loads = 0
+
+    def _stale(self, revision: Revision | None) -> bool:
+        return self._value is None or (revision is not None and behind(self._at, revision))
 
     async def at(self, revision: Revision | None) -> T:
         """The copy, at ``revision`` or later (None: any loaded copy; the first call loads)."""
-        if self._value is not None and (revision is None or not behind(self._at, revision)):
-            return self._value
-        async with self._lock:
-            if self._value is None or (revision is not None and behind(self._at, revision)):
-                self._value = await self._load()
-                self._at = revision
-                self.loads += 1
-            return self._value
+        if self._stale(revision):
+            async with self._lock:
+                if self._stale(revision):  # another batch may have reloaded while this one waited
+                    self._value = await self._load()
+                    self._at = revision
+        assert self._value is not None
+        return self._value
 
 
 async def rules_blacklist(sessions: async_sessionmaker[AsyncSession]) -> Blacklist:
