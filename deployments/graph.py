@@ -24,7 +24,7 @@ from ray import serve
 
 from actors.velocity import get_or_create_shards
 from vigil import metrics
-from vigil.blacklists import Revision, RevisionCounter, StoredCopy, rules_blacklist
+from vigil.blacklists import LatestRevision, Revision, StoredCopy, rules_blacklist
 from vigil.circuit import ScorerCircuit
 from vigil.db.engine import create_engine, session_factory
 from vigil.features.events import EventWire, TransactionEvent, from_ns
@@ -212,14 +212,14 @@ class RuleScreen:
         txs: list[dict[str, Any]],
         rows: list[dict[str, float]],
         at: list[datetime],
-        blacklist_at: Revision,
+        blacklist_at: Revision | None,
     ) -> tuple[list[list[RuleHit]], str]:
         blacklist = await self.blacklist.at(blacklist_at)
         hits = self.rules.evaluate_batch(txs, rows, blacklist, at=at)
         return [acted_on(row_hits) for row_hits in hits], self.rules.version
 
     async def _features(
-        self, keys: list[str], events: list[TransactionEvent], blacklist_at: Revision
+        self, keys: list[str], events: list[TransactionEvent], blacklist_at: Revision | None
     ) -> list[dict[str, float]]:
         routed = route(keys, events, len(self.shards))
         order = list(routed)
@@ -232,7 +232,11 @@ class RuleScreen:
         return merge_rows(events, partial)
 
     async def screen_batch(
-        self, keys: list[str], wires: list[EventWire], txs: list[dict[str, Any]], blacklist_at: Revision
+        self,
+        keys: list[str],
+        wires: list[EventWire],
+        txs: list[dict[str, Any]],
+        blacklist_at: Revision | None,
     ) -> tuple[list[ScoredWire], dict[str, float]]:
         """Features, then rules ∥ supervised ∥ anomaly, for one micro-batch, with the blacklist at
         revision ``blacklist_at`` or later; with the seconds each stage took (the Ingress records
@@ -290,10 +294,10 @@ class ServeGraph:
     def __init__(self, shards: list[Any], rules: Any) -> None:
         self.shards = shards
         self.rules = rules
-        self.blacklist_revision = RevisionCounter()
+        self.blacklist_revision = LatestRevision()
 
-    def blacklist_changed(self) -> None:
-        self.blacklist_revision.bump()
+    def blacklist_changed(self, revision: Revision) -> None:
+        self.blacklist_revision.saw(revision)
 
     async def set_kyc_risk(self, user_id: int, risk_level: str) -> None:
         await self.shards[shard_of_user(user_id, len(self.shards))].set_kyc_risk.remote(user_id, risk_level)

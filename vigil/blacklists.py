@@ -2,29 +2,33 @@
 
 The blacklist lives in the database. Every RuleScreen replica keeps a copy for the rules
 (:class:`vigil.rules.Blacklist`) and every velocity shard one for the features
-(:class:`vigil.features.online.BlacklistIndex`). The process that commits a change (the Ingress,
-or the in-process graph) moves its :class:`RevisionCounter` on; every batch carries the current
-:data:`Revision`, and a copy behind it is reloaded from the database before the batch is
-screened. So nothing is pushed to a replica that may be dead or one of several, a removed entry
-stops matching from the next batch on, and a replica or shard started anew loads the table before
-its first batch.
+(:class:`vigil.features.online.BlacklistIndex`). Every batch carries the latest stored
+:data:`Revision` its sender has seen, and a copy behind it is reloaded from the database before
+the batch is screened. So nothing is pushed to a replica that may be dead or one of several, and
+a replica or shard started anew loads the table before its first batch.
 
-A revision is ``(writer, n)``: ``writer`` names the committing process's incarnation, so a
-restarted writer (counting from 0 again) still makes every copy reload. Two writers at once (two
-Ingress replicas) would make copies reload on every batch that alternates between them: they
-would need a revision read from the database instead.
+The revision is read from the database, so every process reading the same committed state reads
+the same number, whoever wrote it. The process that commits a change (an Ingress replica, the
+in-process graph) learns the new revision in the same transaction: its next batch matches the
+change. Every sender also reads the revision every :data:`POLL_S` seconds
+(:class:`RevisionWatch`), so a change committed elsewhere (another Ingress replica, a script
+against the database) applies there within that time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from vigil.db import history
+from vigil.db.models import BlacklistEntry
 from vigil.features.online import BlacklistIndex
 
 if TYPE_CHECKING:
@@ -32,23 +36,96 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: ``(writer incarnation, changes committed by it)``: plain values, cheap on the wire.
-Revision = tuple[str, int]
+log = logging.getLogger(__name__)
+
+#: The stored blacklist's rows plus its removals. Rows are never deleted and an entry is ended at
+#: most once (:func:`vigil.db.repository.remove_blacklist_entry`), so every committed change moves
+#: it on; writers are serialized (:func:`vigil.db.repository.lock_blacklist`).
+Revision = int
+
+#: Seconds between two reads of the stored revision by a sender of batches.
+POLL_S = 1.0
 
 
-class RevisionCounter:
-    """The committing side: :meth:`bump` after each committed change."""
-
-    def __init__(self) -> None:
-        self.current: Revision = (uuid.uuid4().hex[:8], 0)
-
-    def bump(self) -> None:
-        self.current = (self.current[0], self.current[1] + 1)
+async def stored_revision(session: AsyncSession) -> Revision:
+    """The revision of the blacklist as ``session`` sees it."""
+    query = sa.select(sa.func.count(), sa.func.count(col(BlacklistEntry.removed_by)))
+    added, removed = (await session.execute(query)).one()
+    return int(added) + int(removed)
 
 
 def behind(loaded: Revision | None, wanted: Revision) -> bool:
-    """Whether a copy loaded at ``loaded`` is older than ``wanted`` (another writer: assume so)."""
-    return loaded is None or loaded[0] != wanted[0] or loaded[1] < wanted[1]
+    """Whether a copy loaded at ``loaded`` is older than ``wanted``."""
+    return loaded is None or loaded < wanted
+
+
+class LatestRevision:
+    """The newest revision a sender has seen (None before the first): what its batches carry."""
+
+    def __init__(self) -> None:
+        self.current: Revision | None = None
+
+    def saw(self, revision: Revision) -> None:
+        if self.current is None or revision > self.current:
+            self.current = revision
+
+
+class RevisionWatch:
+    """Reads the stored revision every ``every_s`` seconds and reports it to ``saw``.
+
+    A failed read is logged (once until one succeeds)
+    and retried at the next tick; the batches meanwhile carry the last revision seen.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        saw: Callable[[Revision], None],
+        every_s: float = POLL_S,
+    ) -> None:
+        if every_s <= 0:
+            raise ValueError(f"every_s must be positive, not {every_s}")
+        self._sessions = sessions
+        self._saw = saw
+        self.every_s = every_s
+        self._task: asyncio.Task[None] | None = None
+        self._failing = False
+
+    async def poll(self) -> Revision:
+        async with self._sessions() as session:
+            revision = await stored_revision(session)
+        self._saw(revision)
+        return revision
+
+    def start(self) -> None:
+        """Run on the running event loop (no loop: later, at the next call)."""
+        if self._task is not None and not self._task.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._task = loop.create_task(self._run(), name="vigil-blacklist-watch")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.poll()
+                self._failing = False
+            except Exception as exc:  # the database may be restarting: keep the last revision
+                if not self._failing:
+                    log.warning(
+                        "cannot read the blacklist revision (retrying every %g s): %s", self.every_s, exc
+                    )
+                self._failing = True
+            await asyncio.sleep(self.every_s)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
 
 class StoredCopy(Generic[T]):

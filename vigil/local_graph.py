@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vigil.blacklists import RevisionCounter, StoredCopy, rules_blacklist
+from vigil.blacklists import LatestRevision, Revision, StoredCopy, rules_blacklist
 from vigil.features.events import TransactionEvent
 from vigil.features.spec import FEATURE_NAMES, FEATURE_VERSION
 from vigil.models.base import FeatureMismatchError
@@ -60,7 +60,7 @@ class LocalGraph:
         self.rules = rules or RuleSet.default()
         # the stored blacklist, for the rules (the shard keeps its own for the features)
         self.blacklist = StoredCopy(lambda: rules_blacklist(self.shard.sessions))
-        self.blacklist_revision = RevisionCounter()
+        self.blacklist_revision = LatestRevision()
 
     async def close(self) -> None:
         await self.shard.close()
@@ -68,8 +68,8 @@ class LocalGraph:
     async def set_kyc_risk(self, user_id: int, risk_level: str) -> None:
         await self.shard.set_kyc_risk(user_id, risk_level)
 
-    def blacklist_changed(self) -> None:
-        self.blacklist_revision.bump()
+    def blacklist_changed(self, revision: Revision) -> None:
+        self.blacklist_revision.saw(revision)
 
     async def score(
         self, keys: list[str], events: list[TransactionEvent], txs: list[TransactionCreate]

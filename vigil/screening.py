@@ -29,6 +29,7 @@ from typing import Protocol
 from sqlalchemy.exc import IntegrityError
 
 from vigil import metrics
+from vigil.blacklists import Revision
 from vigil.db import repository as repo
 from vigil.db.engine import BatchDb
 from vigil.db.models import Decision, Transaction
@@ -115,9 +116,9 @@ class ScoringGraph(Protocol):
         """The user's KYC risk level changed (already committed): features use it from now on."""
         ...
 
-    def blacklist_changed(self) -> None:
-        """A blacklist entry was added or removed (already committed): batches sent from now on
-        are screened with it (:mod:`vigil.blacklists`)."""
+    def blacklist_changed(self, revision: Revision) -> None:
+        """The stored blacklist is at ``revision`` (a change was committed, or the watch read it):
+        batches sent from now on are screened at it or later (:mod:`vigil.blacklists`)."""
         ...
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vigil import metrics
 from vigil.batching import MicroBatcher, QueueFull
+from vigil.blacklists import POLL_S, Revision, RevisionWatch, stored_revision
 from vigil.db import repository as repo
 from vigil.db.engine import BatchDb, create_engine, session_factory, session_scope
 from vigil.db.models import (
@@ -72,6 +73,7 @@ class VigilService:
         self._batcher: MicroBatcher[tuple[TransactionCreate, datetime], ScreenResult | VigilError] | None = (
             None
         )
+        self._blacklist_watch: RevisionWatch | None = None
 
     def attach_screening(
         self,
@@ -84,8 +86,11 @@ class VigilService:
         max_concurrency: int = 4,
         max_queue: int = 0,
         overlap_at: int = 0,
+        blacklist_poll_s: float = POLL_S,
     ) -> None:
         self.screener = Screener(BatchDb(self.database_url, self.engine), graph, policy, events)
+        # changes committed by other processes (another Ingress replica, a script)
+        self._blacklist_watch = RevisionWatch(self.sessions, graph.blacklist_changed, blacklist_poll_s)
         metrics.track_gc_pauses()
         self._batcher = MicroBatcher(
             self.screener.screen,
@@ -98,10 +103,13 @@ class VigilService:
         self.start_background()
 
     def start_background(self) -> None:
-        """Start the event outbox relay on the running event loop; without one (a constructor
-        called before the server's loop runs) the first screening call starts it."""
+        """Start the event outbox relay and the blacklist watch on the running event loop;
+        without one (a constructor called before the server's loop runs) the first screening call
+        starts them."""
         if self.screener is not None and self.screener.relay is not None:
             self.screener.relay.start()
+        if self._blacklist_watch is not None:
+            self._blacklist_watch.start()
 
     def configure_screening(
         self,
@@ -146,6 +154,8 @@ class VigilService:
         return result
 
     async def close(self) -> None:
+        if self._blacklist_watch is not None:
+            await self._blacklist_watch.close()
         if self.screener is not None and self.screener.relay is not None:
             await self.screener.relay.close()
         close = getattr(self.screener.graph, "close", None) if self.screener else None
@@ -191,7 +201,8 @@ class VigilService:
         """Store the entry; the graph's rules and features match it from the next batch on."""
         async with session_scope(self.sessions) as session:
             entry = await repo.add_blacklist_entry(session, data=data, added_by=added_by)
-        self._blacklist_changed()
+            revision = await stored_revision(session)
+        self._blacklist_changed(revision)
         return entry
 
     async def blacklist(
@@ -205,14 +216,15 @@ class VigilService:
         dated before the end still matches: the blacklist is read at event time)."""
         async with session_scope(self.sessions) as session:
             entry = await repo.remove_blacklist_entry(session, entry_id=entry_id, removed_by=removed_by)
-        self._blacklist_changed()
+            revision = await stored_revision(session)
+        self._blacklist_changed(revision)
         return entry
 
-    def _blacklist_changed(self) -> None:
-        """After a committed change: batches screened from now on carry a newer blacklist
-        revision, and every copy behind it reloads (:mod:`vigil.blacklists`)."""
+    def _blacklist_changed(self, revision: Revision) -> None:
+        """After a committed change: batches screened from now on carry its revision, and every
+        copy behind it reloads (:mod:`vigil.blacklists`)."""
         if self.screener is not None:
-            self.screener.graph.blacklist_changed()
+            self.screener.graph.blacklist_changed(revision)
 
     async def transaction_with_decision(self, transaction_id: int) -> tuple[Transaction, Decision | None]:
         async with self.sessions() as session:

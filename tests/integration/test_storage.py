@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from vigil.blacklists import stored_revision
 from vigil.db import repository as repo
 from vigil.db.bulk import bulk_load
 from vigil.db.engine import (
@@ -27,8 +28,15 @@ from vigil.db.engine import (
 )
 from vigil.db.migrate import downgrade_async, upgrade_async
 from vigil.db.models import TABLE_ORDER, Decision, DeviceIpHistory, ReviewCase, Transaction, User
-from vigil.errors import DuplicateIdempotencyKey, InvalidRequest, UnknownReference
-from vigil.schemas import AccountCreate, DeviceCreate, MerchantCreate, TransactionCreate, UserCreate
+from vigil.errors import Conflict, DuplicateIdempotencyKey, InvalidRequest, UnknownReference
+from vigil.schemas import (
+    AccountCreate,
+    BlacklistCreate,
+    DeviceCreate,
+    MerchantCreate,
+    TransactionCreate,
+    UserCreate,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -268,6 +276,40 @@ async def test_duplicate_idempotency_key_is_rejected_and_changes_nothing(databas
         assert await world.counts() == before
     finally:
         await world.engine.dispose()
+
+
+async def test_concurrent_blacklist_writers_keep_one_span_and_count_each_change(database_url: str) -> None:
+    """Before the blacklist's write lock, 8 concurrent adds of one value stored 8 overlapping
+    spans on PostgreSQL; the revision every copy follows moves once per committed change."""
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    listed = BlacklistCreate(kind="beneficiary", value="DE00 1234", reason="mule account")
+
+    async def add() -> int | None:
+        async with session_scope(sessions) as s:
+            return (await repo.add_blacklist_entry(s, data=listed, added_by="ana")).id
+
+    async def remove(entry_id: int, who: str) -> str | None:
+        async with session_scope(sessions) as s:
+            return (await repo.remove_blacklist_entry(s, entry_id=entry_id, removed_by=who)).removed_by
+
+    async def revision() -> int:
+        async with sessions() as s:
+            return await stored_revision(s)
+
+    try:
+        start = await revision()
+        added = await asyncio.gather(*(add() for _ in range(8)), return_exceptions=True)
+        ids = [r for r in added if isinstance(r, int)]
+        assert len(ids) == 1 and sum(isinstance(r, Conflict) for r in added) == 7, added
+        assert await revision() == start + 1
+        removers = await asyncio.gather(*(remove(ids[0], f"admin-{i}") for i in range(4)))
+        assert len(set(removers)) == 1  # the first ender stays on record
+        assert await revision() == start + 2
+        async with sessions() as s:
+            assert len(await repo.blacklist_entries(s, active=None, after_id=0, limit=None)) == 1
+    finally:
+        await engine.dispose()
 
 
 async def test_database_constraints_hold_even_past_the_schemas(database_url: str) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from vigil.blacklists import RevisionCounter, StoredCopy, behind
+from vigil.blacklists import LatestRevision, RevisionWatch, StoredCopy, behind, stored_revision
 from vigil.errors import Conflict, InvalidRequest, NotFound
 from vigil.features.events import TransactionEvent
 from vigil.local_graph import LocalGraph
@@ -38,45 +38,42 @@ class Table:
 
 def test_a_copy_reloads_only_when_a_batch_is_ahead_of_it() -> None:
     async def run() -> None:
-        table, writer = Table(), RevisionCounter()
+        table = Table()
         copy = StoredCopy(table.load)
-        assert await copy.at(writer.current) == ["a"] and table.loads == 1
-        assert await copy.at(writer.current) == ["a"] and table.loads == 1
-        old = writer.current
+        assert await copy.at(0) == ["a"] and table.loads == 1
+        assert await copy.at(0) == ["a"] and table.loads == 1
         table.rows.append("b")
-        writer.bump()
-        assert await copy.at(writer.current) == ["a", "b"] and table.loads == 2
-        assert await copy.at(old) == ["a", "b"] and table.loads == 2  # a late batch: newer is fine
+        assert await copy.at(1) == ["a", "b"] and table.loads == 2
+        assert await copy.at(0) == ["a", "b"] and table.loads == 2  # a late batch: newer is fine
         assert await copy.at(None) == ["a", "b"] and table.loads == 2
-        restarted = RevisionCounter()  # a new writer counts from 0 again: reload anyway
-        table.rows.remove("a")
-        assert await copy.at(restarted.current) == ["b"] and table.loads == 3
 
     asyncio.run(run())
 
 
 def test_concurrent_batches_wait_for_one_reload_and_a_failed_one_keeps_the_copy() -> None:
     async def run() -> None:
-        table, writer = Table(), RevisionCounter()
+        table = Table()
         copy = StoredCopy(table.load)
-        first = await asyncio.gather(*(copy.at(writer.current) for _ in range(5)))
+        first = await asyncio.gather(*(copy.at(0) for _ in range(5)))
         assert first == [["a"]] * 5 and table.loads == 1
-        writer.bump()
         table.fail = ConnectionError("database down")
         with pytest.raises(ConnectionError):
-            await copy.at(writer.current)
+            await copy.at(1)
         assert await copy.at(None) == ["a"]  # the previous copy is still there
         table.fail = None
         table.rows = ["c"]
-        assert await copy.at(writer.current) == ["c"]  # and the next batch retries the load
+        assert await copy.at(1) == ["c"]  # and the next batch retries the load
 
     asyncio.run(run())
 
 
-def test_behind() -> None:
-    assert behind(None, ("w1", 0))
-    assert behind(("w1", 0), ("w1", 1)) and not behind(("w1", 1), ("w1", 0))
-    assert behind(("w1", 5), ("w2", 0))
+def test_behind_and_the_latest_revision_seen() -> None:
+    assert behind(None, 0) and behind(3, 4) and not behind(4, 4) and not behind(5, 4)
+    latest = LatestRevision()
+    assert latest.current is None
+    for seen in (3, 5, 4):  # a change's own revision, then a watch's read from before it
+        latest.saw(seen)
+    assert latest.current == 5
 
 
 async def test_an_added_entry_blocks_from_the_next_batch_and_a_removed_one_stops(
@@ -155,3 +152,118 @@ async def test_an_ended_entry_can_be_added_again_and_an_active_one_not(sqlite_ur
             await service.add_blacklist_entry(past, added_by="ana")
     finally:
         await service.close()
+
+
+async def test_every_committed_change_moves_the_stored_revision_on(sqlite_url: str) -> None:
+    service = VigilService(sqlite_url)
+    try:
+
+        async def revision() -> int:
+            async with service.sessions() as session:
+                return await stored_revision(session)
+
+        start = await revision()
+        entry = await service.add_blacklist_entry(
+            BlacklistCreate(kind="merchant", value="77", reason="x"), added_by="ana"
+        )
+        added = await revision()
+        assert entry.id is not None and added > start
+        await service.remove_blacklist_entry(entry.id, removed_by="ops")
+        removed = await revision()
+        assert removed > added
+        await service.remove_blacklist_entry(entry.id, removed_by="ops")  # already ended: no change
+        assert await revision() == removed
+    finally:
+        await service.close()
+
+
+async def test_concurrent_adds_of_one_value_store_one_span(sqlite_url: str) -> None:
+    """The check for an active span and the insert run under the blacklist's write lock
+    (PostgreSQL: tests/integration/test_storage.py)."""
+    service = VigilService(sqlite_url)
+    try:
+        listed = BlacklistCreate(kind="device", value="7", reason="emulator farm")
+        results = await asyncio.gather(
+            *(service.add_blacklist_entry(listed, added_by="ana") for _ in range(8)), return_exceptions=True
+        )
+        assert sum(isinstance(r, Conflict) for r in results) == 7, results
+        assert len(await service.blacklist()) == 1
+    finally:
+        await service.close()
+
+
+async def test_a_change_committed_by_another_writer_applies_after_the_next_poll(
+    sqlite_url: str, open_shop: Callable[[VigilService], Awaitable[Any]]
+) -> None:
+    """Two Ingress replicas on one database: an entry added through one blocks on the other once
+    the other's watch has read the revision; nothing is pushed between them."""
+    here, there = VigilService(sqlite_url), VigilService(sqlite_url)
+    graph = LocalGraph(sqlite_url, supervised=None, anomaly=None)
+    here.attach_screening(graph, DecisionPolicy(), blacklist_poll_s=0.05)
+    ip = "198.51.100.23"
+    try:
+        shop = await open_shop(here)
+
+        async def screen(key: str) -> Any:
+            return await here.screen(shop.tx(key, "9.00", ip=ip), received_at=datetime.now(UTC))
+
+        assert "BLACKLIST_HIT" not in (await screen("elsewhere-1")).reason_codes
+        entry = await there.add_blacklist_entry(
+            BlacklistCreate(kind="ip", value=ip, reason="mule network"), added_by="ana"
+        )
+        await asyncio.sleep(0.3)  # six polls
+        assert "BLACKLIST_HIT" in (await screen("elsewhere-2")).reason_codes
+        assert entry.id is not None
+        await there.remove_blacklist_entry(entry.id, removed_by="ops")
+        await asyncio.sleep(0.3)
+        assert "BLACKLIST_HIT" not in (await screen("elsewhere-3")).reason_codes
+    finally:
+        await graph.close()
+        await here.close()
+        await there.close()
+
+
+def test_a_watch_keeps_polling_through_a_failed_read(caplog: pytest.LogCaptureFixture) -> None:
+    class Flaky:
+        """A session factory whose first two sessions fail, then one answering revision 9."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def __call__(self) -> Any:
+            self.calls += 1
+            if self.calls <= 2:
+                raise ConnectionError("database restarting")
+            return FixedSession()
+
+    class FixedSession:
+        async def __aenter__(self) -> Any:
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None
+
+        async def execute(self, _query: Any) -> Any:
+            class Row:
+                def one(self) -> tuple[int, int]:
+                    return 7, 2
+
+            return Row()
+
+    async def run() -> list[int]:
+        seen: list[int] = []
+        watch = RevisionWatch(Flaky(), seen.append, every_s=0.01)  # type: ignore[arg-type]
+        watch.start()
+        for _ in range(200):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        await watch.close()
+        return seen
+
+    assert asyncio.run(run())[:1] == [9]
+    assert [r.message for r in caplog.records].count(
+        "cannot read the blacklist revision (retrying every 0.01 s): database restarting"
+    ) == 1
+    with pytest.raises(ValueError, match="every_s must be positive"):
+        RevisionWatch(Flaky(), print, every_s=0)  # type: ignore[arg-type]

@@ -38,6 +38,9 @@ class SlowGraph:
     async def set_kyc_risk(self, user_id: int, risk_level: str) -> None:
         await self.inner.set_kyc_risk(user_id, risk_level)
 
+    def blacklist_changed(self, revision: int) -> None:
+        self.inner.blacklist_changed(revision)
+
 
 async def test_batches_overlap_outside_the_graph_and_take_turns_inside_it(
     sqlite_url: str, open_shop: Callable[[VigilService], Awaitable[Any]]
