@@ -73,8 +73,8 @@ class LatestRevision:
 class RevisionWatch:
     """Reads the stored revision every ``every_s`` seconds and reports it to ``saw``.
 
-    A failed read is logged (once until one succeeds)
-    and retried at the next tick; the batches meanwhile carry the last revision seen.
+    A failed read is logged (once until one succeeds) and retried at the next tick; the batches
+    meanwhile carry the last revision seen.
     """
 
     def __init__(

@@ -212,11 +212,10 @@ async def lock_blacklist(session: AsyncSession) -> None:
 async def add_blacklist_entry(
     session: AsyncSession, *, data: BlacklistCreate, added_by: str
 ) -> BlacklistEntry:
+    await lock_blacklist(session)
     now = _now()
     if data.expires_at is not None and data.expires_at <= now:
         raise InvalidRequest(f"expires_at {data.expires_at.isoformat()} is not in the future")
-    await lock_blacklist(session)
-    now = _now()  # the lock may have waited for another writer
     existing = (
         (
             await session.execute(
