@@ -18,7 +18,6 @@ against the database) applies there within that time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -30,6 +29,7 @@ from sqlmodel import col
 from vigil.db import history
 from vigil.db.models import BlacklistEntry
 from vigil.features.online import BlacklistIndex
+from vigil.periodic import Periodic
 
 if TYPE_CHECKING:
     from vigil.rules import Blacklist
@@ -83,49 +83,30 @@ class RevisionWatch:
         saw: Callable[[Revision], None],
         every_s: float = POLL_S,
     ) -> None:
-        if every_s <= 0:
-            raise ValueError(f"every_s must be positive, not {every_s}")
         self._sessions = sessions
         self._saw = saw
-        self.every_s = every_s
-        self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self._periodic = Periodic("vigil-blacklist-watch", self.poll, every_s, self._poll_failed)
 
     async def poll(self) -> Revision:
         async with self._sessions() as session:
             revision = await stored_revision(session)
         self._saw(revision)
+        self._failing = False
         return revision
 
-    def start(self) -> None:
-        """Run on the running event loop (no loop: later, at the next call)."""
-        if self._task is not None and not self._task.done():
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._task = loop.create_task(self._run(), name="vigil-blacklist-watch")
+    def _poll_failed(self, exc: Exception) -> None:
+        if not self._failing:  # the database may be restarting: keep the last revision
+            log.warning(
+                "cannot read the blacklist revision (retrying every %g s): %s", self._periodic.every_s, exc
+            )
+        self._failing = True
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.poll()
-                self._failing = False
-            except Exception as exc:  # the database may be restarting: keep the last revision
-                if not self._failing:
-                    log.warning(
-                        "cannot read the blacklist revision (retrying every %g s): %s", self.every_s, exc
-                    )
-                self._failing = True
-            await asyncio.sleep(self.every_s)
+    def start(self) -> None:
+        self._periodic.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()
 
 
 class StoredCopy(Generic[T]):

@@ -21,7 +21,6 @@ The in-process bus of the embedded default keeps the same contract for its own p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,7 @@ from vigil import metrics
 from vigil.db import repository as repo
 from vigil.db.engine import BatchDb
 from vigil.events import STREAM_ALERTS, STREAM_DECISIONS, STREAM_REVIEW
+from vigil.periodic import Periodic
 from vigil.schemas import ScreenResult
 
 log = logging.getLogger("vigil.outbox")
@@ -100,7 +100,7 @@ class EventRelay:
         #: the events are left to the relay (possibly a duplicate if the publish still lands).
         self.publish_timeout_s = publish_timeout_s
         self._published: list[int] = []
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("vigil-outbox-relay", self.sweep, interval_s, self._sweep_failed)
 
     def due_at(self, now: datetime | None = None) -> datetime:
         """When a relay may republish a row written now if its own publish never happened."""
@@ -136,24 +136,13 @@ class EventRelay:
         return None
 
     def start(self) -> None:
-        """Run the relay loop on the running event loop (no loop: later, at the next call)."""
-        if self._task is not None and not self._task.done():
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._task = loop.create_task(self._loop(), name="vigil-outbox-relay")
+        """Sweep every ``interval_s`` on the running event loop (no loop: later, at the next call)."""
+        self._periodic.start()
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # database unreachable: the rows wait, the next sweep retries
-                log.warning("outbox sweep failed", exc_info=True)
-            await asyncio.sleep(self.interval_s)
+    @staticmethod
+    def _sweep_failed(exc: Exception) -> None:
+        # database unreachable: the rows wait, the next sweep retries
+        log.warning("outbox sweep failed", exc_info=exc)
 
     async def sweep(self, now: datetime | None = None) -> int:
         """Forget published rows, then republish every due row (``claim_rows`` at a time) until
@@ -200,11 +189,7 @@ class EventRelay:
     async def close(self) -> None:
         """Stop the loop; forget the rows already published (best effort: a row left behind is
         republished by the next relay, a duplicate rather than a loss)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        await self._periodic.stop()
         if self._published:
             try:
                 await self.db.write(repo.outbox_delete, ids=self._published)
