@@ -26,13 +26,15 @@ test-unit: setup  ## Unit tier only (no Ray, no network).
 test-integration: setup  ## Integration tier only.
 	@$(PY) -m pytest tests/integration -q
 
-lint: setup  ## ruff and mypy.
+lint: setup  ## ruff, import-linter (layers point down) and mypy.
 	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/lint-imports
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy vigil actors deployments training kyc benchmarks
+	@$(VENV)/bin/mypy vigil actors deployments training kyc cli benchmarks
 
 format: setup  ## Apply ruff's fixes and formatting.
-	@$(VENV)/bin/ruff check --fix .
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/lint-imports-fix .
 	@$(VENV)/bin/ruff format .
 
 bench: bench-generate bench-features bench-train bench-explain bench-serve bench-restart bench-kyc  ## Every benchmark.

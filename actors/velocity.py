@@ -1,13 +1,13 @@
-"""Velocity state in Ray actors: each shard of :class:`vigil.velocity.VelocityShard` is a named,
+"""Velocity state in Ray actors: each shard of :class:`vigil.state.velocity.VelocityShard` is a named,
 detached actor (shared by every ingress replica, outliving the replica that created it) that Ray
 restarts when it dies (``max_restarts=-1``); calls in flight are retried on the new incarnation
-(``max_task_retries=-1``), which rebuilds its state from the database (see vigil/velocity.py).
+(``max_task_retries=-1``), which rebuilds its state from the database (see vigil/state/velocity.py).
 
 Only a restarted incarnation needs the settle window (answers of the dead one may still be
 committing); a first start has no predecessor, so it settles at once and users it warms or
 loads are final. A first start is warmed before traffic (:func:`warm_shards`, from the Ingress);
 a restarted one loads users on first use and, once settled, freezes its heap without a full
-collection (:func:`vigil.heap.freeze_heap`).
+collection (:func:`vigil.infra.heap.freeze_heap`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Any
 
 import ray
 
-from vigil import velocity
-from vigil.heap import freeze_heap, raise_young_threshold, settle_heap
+from vigil.infra.heap import freeze_heap, raise_young_threshold, settle_heap
+from vigil.state import velocity
 
-log = logging.getLogger("vigil.velocity")
+log = logging.getLogger("vigil.state.velocity")
 SETTLE_S = 5.0
 #: When this process had imported the shard's modules (wall clock): a restart's timeline
 #: (benchmarks/probe_restart.py) reads it and ``started_at`` from :meth:`VelocityShard.info`.
@@ -44,7 +44,7 @@ class VelocityShard(velocity.VelocityShard):
 
     async def warm(self, max_users: int, *, chunk: int = 64) -> int:
         """Load the users (see the base class), then freeze the loaded state out of the
-        collector's way (:func:`vigil.heap.settle_heap`)."""
+        collector's way (:func:`vigil.infra.heap.settle_heap`)."""
         loaded = await super().warm(max_users, chunk=chunk)
         settle_heap(f"velocity shard {self.index}/{self.count}")
         return loaded

@@ -1,8 +1,8 @@
 """The no-Ray baseline of the serving benchmark: one uvicorn process, the same API and Screener.
 
-What a strong engineer would build without Ray: the FastAPI app of :func:`vigil.api.create_api`
+What a strong engineer would build without Ray: the FastAPI app of :func:`vigil.gateway.api.create_api`
 served by a single uvicorn worker, whose :class:`~vigil.service.VigilService` screens through
-:class:`vigil.local_graph.LocalGraph` (the same velocity-shard logic, rules and champion models,
+:class:`vigil.decision.local_graph.LocalGraph` (the same velocity-shard logic, rules and champion models,
 called in-process). Everything else is taken from the Serve config the graph is deployed with, so
 both systems do the same work: the decision thresholds and micro-batch settings of the Ingress
 ``user_config``, the rate limit of the application args, the same API key store, the in-process
@@ -40,14 +40,14 @@ def ingress_settings(serve_config: Path) -> tuple[dict[str, Any], dict[str, Any]
 
 def build(serve_config: Path) -> Any:
     """The FastAPI app with its service, graph, key store and rate limiter installed."""
-    from vigil.api import create_api, install_service
-    from vigil.auth import install_key_store, load_key_store
-    from vigil.events import create_event_bus
-    from vigil.heap import settle_heap
-    from vigil.local_graph import LocalGraph
-    from vigil.policy import DecisionPolicy
-    from vigil.ratelimit import InMemoryRateLimiter, RateLimit, install_rate_limiter
-    from vigil.registry import load_champion
+    from vigil.decision.local_graph import LocalGraph
+    from vigil.decision.policy import DecisionPolicy
+    from vigil.events.bus import create_event_bus
+    from vigil.gateway.api import create_api, install_service
+    from vigil.gateway.auth import install_key_store, load_key_store
+    from vigil.gateway.ratelimit import InMemoryRateLimiter, RateLimit, install_rate_limiter
+    from vigil.infra.heap import settle_heap
+    from vigil.models.registry import load_champion
     from vigil.service import VigilService
     from vigil.settings import get_settings
 

@@ -6,8 +6,10 @@ Two boosters trained here on synthetic rows with the serving feature count: one 
 demo champion (100 rounds of depth 6) and a larger one (300 rounds of depth 6). For each batch
 size, the median CPU time of ``Booster.predict(pred_contribs=True)`` (one thread, as serving runs
 it) and of :class:`vigil.models.treeshap.TreeShap`, their ratio, and the largest difference between
-the two (the values must be the same). Writes ``benchmarks/results/explain-<UTC stamp>.json`` and
-``explain-latest.json``.
+the two (the values must be the same).
+
+Results: ``benchmarks/results/explain-<UTC stamp>.json`` (the local history, ignored by git) and
+``explain-latest.json`` (committed; the README's table links to it).
 """
 
 from __future__ import annotations
@@ -52,7 +54,9 @@ def booster(rounds: int, depth: int, rows: int, seed: int = 0) -> xgb.Booster:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n")[-1].strip()
+    )
     ap.add_argument("--batches", default="1,8,16,32,64", help="rows per call")
     ap.add_argument("--repeats", type=int, default=30)
     args = ap.parse_args()

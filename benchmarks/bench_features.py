@@ -5,9 +5,11 @@
     .venv/bin/python benchmarks/bench_features.py --parquet DIR   # DIR/transactions.parquet (+ users,
                                                                   # merchants, fraud_labels, blacklist_entries)
 
-Prints wall time and peak RSS and writes ``benchmarks/results/features-<UTC timestamp>.json`` and
-``features-latest.json``. The synthetic table is random but shaped like the real one: skewed user
-activity, shared devices and IPs, missing devices/IPs/coordinates, delayed labels, a blacklist.
+Prints wall time and peak RSS. The synthetic table is random but shaped like the real one: skewed
+user activity, shared devices and IPs, missing devices/IPs/coordinates, delayed labels, a blacklist.
+
+Results: ``benchmarks/results/features-<UTC stamp>.json`` (the local history, ignored by git)
+and ``features-latest.json`` (committed; the README's table links to it).
 """
 
 from __future__ import annotations
@@ -155,7 +157,9 @@ def from_parquet(folder: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n")[-1].strip()
+    )
     parser.add_argument("--parquet", type=Path, help="folder holding transactions.parquet etc.")
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--users", type=int, default=50_000)

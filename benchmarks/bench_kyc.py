@@ -3,7 +3,7 @@
 Usage: ``.venv/bin/python benchmarks/bench_kyc.py [--runs 20] [--frames 3]``. Prints p50/p95 of
 ``KycEngine.verify`` (selfie frames + the TD3 specimen passport), with the visual-zone cross-check
 (the default) and MRZ-only in the same run, and the APCER/BPCER table over
-the shared faces and the synthetic attacks, and saves JSON to ``benchmarks/results/kyc-<ts>.json``
+the test faces (``tests/data/kyc``) and the synthetic attacks, and saves JSON to ``benchmarks/results/kyc-<ts>.json``
 and ``benchmarks/results/kyc-latest.json``.
 """
 
@@ -24,14 +24,14 @@ from typing import Any
 import cv2
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("VIGIL_SHARED_DATA", ROOT / ".." / "shared" / "data"))
+KYC_DATA = ROOT / "tests" / "data" / "kyc"  # the KYC test images (origins and licences: its README.md)
 
 
 def _pad(engine: object) -> dict[str, object]:
     from kyc.attacks import ATTACKS, pad_report
 
-    paths = [p for p in sorted((SHARED / "faces").glob("*/*.jp*g")) if p.parent.name != "_multi"]
-    paths.append(SHARED / "liveness" / "image_T1.jpg")
+    paths = [p for p in sorted((KYC_DATA / "faces").glob("*/*.jp*g")) if p.parent.name != "_multi"]
+    paths.append(KYC_DATA / "liveness" / "image_T1.jpg")
     bona: list[bool] = []
     attacks: dict[str, list[bool]] = {k: [] for k in ATTACKS}
     for i, p in enumerate(paths):
@@ -68,10 +68,10 @@ def main() -> None:
         from kyc.pipeline import KycEngine
 
     t0 = time.perf_counter()
-    engine = KycEngine(KycConfig(model_dir=SHARED / "models"))
+    engine = KycEngine(KycConfig())  # the models shipped in the package, or $VIGIL_KYC_MODEL_DIR
     load_s = time.perf_counter() - t0
-    selfie = (SHARED / "liveness" / "image_T1.jpg").read_bytes()
-    doc = (SHARED / "mrz" / "passport-td3.jpg").read_bytes()
+    selfie = (KYC_DATA / "liveness" / "image_T1.jpg").read_bytes()
+    doc = (KYC_DATA / "mrz" / "passport-td3.jpg").read_bytes()
     frames = [selfie] * args.frames
     engine.verify(frames, doc, today=date(2010, 1, 1))  # warm-up
     # Same run, same engine: with the visual-zone cross-check (the default) and MRZ-only, interleaved.

@@ -22,11 +22,12 @@ Reports, per second of scheduled send time, the answered requests' p50/p99/max, 
 a retry and how many failed (and how many answers arrived in that second), and in summary: the
 outage (the longest stretch after the kill in which no request completed), the recovery time
 (from the kill to the first of 5 consecutive seconds whose p99 is within twice the pre-kill p99,
-with no retries; only when the system kept up before the kill, which on a slow 2-core machine at
-300/s it may not: then run a lower ``--rate``), failures and durability.
+with no retries; only when the system kept up before the kill, which a slow machine at the
+default rate may not: then run a lower ``--rate``), failures and durability.
 
-Results: ``benchmarks/results/restart-<UTC stamp>.json``, and ``restart-latest.json`` for a run
-with every option at its default.
+Results: ``benchmarks/results/restart-<UTC stamp>.json`` for every run (the local history,
+ignored by git), and ``restart-latest.json`` (committed; the README's table links to it) for a
+run with every option at its default.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ async def load(
                 if status != 503 and not isinstance(status, str):
                     break
                 # at least Retry-After, doubling per attempt (capped), with jitter: a fixed 1 s
-                # retry from every waiting client is a retry storm (measured: no recovery in 35 s)
+                # retry from every waiting client is a retry storm that keeps the system from recovering
                 wait = min(BACKOFF_CAP_S, max(retry_after, 0.25 * 2**attempt))
                 await asyncio.sleep(wait * (0.5 + rng.random()))
             done = loop.time()
@@ -191,7 +192,7 @@ def summarise(records: list[dict[str, Any]], killed_at: float, seconds: float) -
     gaps = [b - a for a, b in zip([killed_at, *finished], finished, strict=False)]
     # recovery is only meaningful if the system kept up before the kill (no retries, no failures);
     # as for p99_before, the last second before it is left out: its requests may be in the batch
-    # the kill caught (a RuleScreen replica killed at 15.0 s had 8 sent at 14.x retried)
+    # the kill caught (a killed RuleScreen replica takes the batch in flight with it)
     kept_up = not any(r["retried"] or r["failed"] for r in per_second if r["second"] < int(killed_at) - 1)
     recovered_at = recovered_second(per_second, killed_at, p99_before) if kept_up else None
     return {
@@ -211,7 +212,9 @@ def summarise(records: list[dict[str, Any]], killed_at: float, seconds: float) -
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n")[-1].strip()
+    )
     ap.add_argument(
         "--home", type=Path, help="bench VIGIL_HOME (default var/bench, var/bench-u<N> for --users N)"
     )
@@ -268,7 +271,7 @@ def main() -> int:
         )
         cpu_after, wall = meter.snapshot(), time.monotonic() - wall
         cpu = bs.CpuMeter.cores(cpu_before, cpu_after, wall)
-        # this process is the load generator: on 2 cores its retry churn competes with the server
+        # this process is the load generator: on a small machine its retry churn competes with the server
         cpu["generator_cpu_cores"] = round((cpu_after["self"] - cpu_before["self"]) / wall, 2)
         assert killed_at is not None
         acks = home / "logs" / "acks-restart.txt"

@@ -13,13 +13,13 @@ Systems, each on its own fresh copy of the same SQLite database (demo dataset lo
 * ``graph``: ``vigil up`` in a subprocess (local Ray on 127.0.0.1, ``ray_config.yaml`` deployed
   with the rate limit raised out of the way), i.e. exactly what ``make run`` starts;
 * ``baseline``: ``benchmarks/baseline_app.py``, one uvicorn process running the same FastAPI app
-  and Screener over :class:`vigil.local_graph.LocalGraph`, with the thresholds, micro-batch
+  and Screener over :class:`vigil.decision.local_graph.LocalGraph`, with the thresholds, micro-batch
   settings, key store and rate limiter of the same config, and ``OMP_NUM_THREADS=1`` (what Ray
   sets in its fractional-CPU replicas; ``--baseline-env`` overrides it).
 
 Both systems are up at once and their runs are interleaved (at each concurrency back to back,
-order alternating; each run first waits until its system is idle), so the other engineer's load
-on this shared 2-core machine hits both alike; the idle peer's CPU is recorded with each run.
+order alternating; each run first waits until its system is idle), so other load on a shared
+machine hits both alike; the idle peer's CPU is recorded with each run.
 CPU per run is accounted from /proc: the system's process tree (with a per-process breakdown),
 the load generator, and everything else ("other"), with the load average.
 
@@ -33,9 +33,11 @@ also keeps where a batch's time went: the system's own ``vigil_stage_seconds`` a
 ``vigil_batch_size`` over the run (``stage_ms_per_batch``, ``batch_size_mean``).
 Memory: PSS of every process of each system's tree (``vigil up`` → GCS, raylet → workers).
 
-Results: ``benchmarks/results/serve-<UTC stamp>.json``, and ``serve-latest.json`` for a run with
-every option at its default (what the README quotes). Exits non-zero only when something
-crashed, never on a missed target.
+Exits non-zero only when something crashed, never on a missed target.
+
+Results: ``benchmarks/results/serve-<UTC stamp>.json`` for every run (the local history, ignored
+by git), and ``serve-latest.json`` (committed; the README's table links to it) for a run with
+every option at its default.
 """
 
 from __future__ import annotations
@@ -71,8 +73,8 @@ BODIES = 5000  # distinct real tuples the load cycles through
 RAISED_RATE_LIMIT = 1e9  # per minute: out of the way of the benchmark, still the same code path
 
 SETUP = """
-from vigil.auth import load_key_store
-from vigil.cli import _ensure_champion, _ensure_demo_data, _settings
+from vigil.gateway.auth import load_key_store
+from cli.main import _ensure_champion, _ensure_demo_data, _settings
 from vigil.db.migrate import upgrade
 
 settings = _settings()
@@ -363,9 +365,9 @@ def memory(system: System) -> dict[str, Any]:
 class CpuMeter:
     """CPU-seconds: the whole machine (/proc/stat), this system's process tree, the load generator
     (a waited-for child of this script: RUSAGE_CHILDREN) and this script; "other" is the rest,
-    i.e. the other engineer's work sharing the machine. "steal" is time the hypervisor gave this
-    machine's vCPUs to someone else (on one machine here: up to 1 of the 2 cores for tens of
-    seconds); a run with steal measured a slower machine than one without."""
+    i.e. other work sharing the machine. "steal" is time the hypervisor gave this machine's vCPUs
+    to someone else (it can take a large share of a small machine for tens of seconds); a run
+    with steal measured a slower machine than one without."""
 
     def __init__(self, system: System) -> None:
         self.system = system
@@ -930,7 +932,9 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "_openloop":
         open_loop_main(sys.argv[2:])
         return 0
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n")[-1].strip()
+    )
     ap.add_argument(
         "--home",
         type=Path,
@@ -965,7 +969,7 @@ def main() -> int:
         action="append",
         default=["OMP_NUM_THREADS=1"],
         help="KEY=VALUE for the baseline (repeatable); default OMP_NUM_THREADS=1, what Ray sets for "
-        "its fractional-CPU replicas (without it XGBoost's OpenMP threads cost ~10x per call here)",
+        "its fractional-CPU replicas (without it XGBoost's OpenMP threads cost far more CPU per call)",
     )
     ap.add_argument("--label", default="", help="free text saved with the result (e.g. a tuning step)")
     ap.add_argument("--quick", action="store_true", help="smoke run: c=8, 3 s runs, 1 s warm-up")

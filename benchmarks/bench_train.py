@@ -1,13 +1,15 @@
 """Benchmark XGBoost training: Ray Train (``XGBoostTrainer``) vs plain ``xgboost.train`` (not a test).
 
 Run: ``.venv/bin/python benchmarks/bench_train.py --rows 1000000`` (default 5M x 30 synthetic rows
-made in-process) or ``--data features.parquet``. Writes ``benchmarks/results/train-<UTC timestamp>.json``
-and ``train-latest.json``. Budget (the issue's acceptance): Ray Train XGBoost <= 5 min on 5M rows,
-peak memory <= 8 GB.
+made in-process) or ``--data features.parquet``. Budget (the issue's acceptance): Ray Train
+XGBoost <= 5 min on 5M rows, peak memory <= 8 GB.
 
 Memory is the peak of the summed PSS (proportional set size) of this process and all its
 descendants — Ray's raylet, GCS and workers are children of a local ``ray.init`` — sampled every
 0.5 s, so pages of the shared object store are counted once, not once per process that maps them.
+
+Results: ``benchmarks/results/train-<UTC stamp>.json`` (the local history, ignored by git) and
+``train-latest.json`` (committed; the README's table links to it).
 """
 
 from __future__ import annotations
@@ -84,7 +86,9 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n")[-1].strip()
+    )
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--features", type=int, default=30)
     parser.add_argument("--data", type=Path, help="feature Parquet instead of synthetic rows")

@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/probe_hops.py [--calls 500] [--busy 2]
 
 The graph's RuleScreen calls the velocity shards once per batch; Ray's docs put a Compiled
-Graph's overhead under 50 us per task against ~1 ms for a plain call. This measures both on this
-machine, the way RuleScreen would use them: an async "caller" actor sends the same small batch
+Graph's overhead far below a plain call's. This measures both on the machine at hand, the way
+RuleScreen would use them: an async "caller" actor sends the same small batch
 to two "shard" actors and awaits both answers (plain: ``asyncio.gather`` of two ``.remote()``
 calls; compiled: ``execute_async`` of a two-output DAG compiled with ``enable_asyncio``), first
 on an otherwise idle machine, then with ``--busy`` background processes that each run 2 ms of
@@ -16,8 +16,9 @@ CPU per round trip is its wall time, not its work), which would slow everything 
 
 A Compiled Graph cannot bind an ``async def`` method (it tries to pickle the coroutine); the
 shard's method here is sync, as a compiled shard's would have to be. Writes
-``benchmarks/results/hops-<UTC stamp>.json``. Not part of ``make bench``: it decided a design
-question (benchmarks/SERVING-LOG.md).
+``benchmarks/results/hops-<UTC stamp>.json`` (local, ignored by git). Not part of ``make bench``:
+it decided a design question on two cores, and is the tool to ask it again on a machine with
+cores to spare (docs/serving.md).
 """
 
 from __future__ import annotations

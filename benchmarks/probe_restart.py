@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/probe_restart.py [--kills 5] [--env K=V ...]
 
-``make bench-restart`` measures the outage a client sees when a shard dies under load (2-5.6 s
-here, benchmarks/SERVING-LOG.md). This takes the restart apart on an otherwise idle machine:
+``make bench-restart`` measures the outage a client sees when a shard dies under load
+(docs/serving.md). This takes the restart apart on an otherwise idle machine:
 it starts a local Ray the way ``vigil up`` does (loopback, workers at nice 0, the same runtime
 env), creates the two named velocity shards on a copy of the bench home's demo database
 (``make bench-serve`` builds it) and warms them, then ``--kills`` times SIGKILLs shard 0's
@@ -19,7 +19,8 @@ process and measures, from the kill:
 - ``recovered``: ``warm(64)`` answered on top (entity state from the database and 64 users, what
   the first batch after a restart pays), reported as its own duration.
 
-Writes ``benchmarks/results/restart-probe-<UTC stamp>.json``. Not part of ``make bench``.
+Writes ``benchmarks/results/restart-probe-<UTC stamp>.json`` (local, ignored by git). Not part of
+``make bench``: an investigation tool for when a restart's outage grows (docs/serving.md).
 """
 
 from __future__ import annotations

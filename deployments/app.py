@@ -34,8 +34,9 @@ class AppArgs(BaseModel):
         default=20000,
         ge=0,
         description="Most recently active users the shards load before the Ingress is ready (in "
-        "all; 0 = load each user on first use). Measured: ~1 ms per user of ~50 stored transactions "
-        "on one machine, 2.6 ms per user of ~80 on a slower one; ~5 KB of shard memory per user.",
+        "all; 0 = load each user on first use). Each warm user costs start-up time (a replay of "
+        "its stored history) and shard memory; size it to the users active in the last hours "
+        "(docs/serving.md).",
     )
     rate_limit_per_minute: float = Field(default=6000.0, gt=0)
     kyc: bool = Field(default=True, description="Deploy the KYC verifier (its own replica).")

@@ -1,9 +1,9 @@
 """The scoring graph on Ray: velocity shard actors, then rules ∥ supervised ∥ anomaly.
 
-The ingress micro-batches requests (:class:`vigil.batching.MicroBatcher`) and makes one call per
+The ingress micro-batches requests (:class:`vigil.infra.batching.MicroBatcher`) and makes one call per
 batch, to :meth:`RuleScreen.screen_batch`; that replica calls the velocity shards, then both
-scorers, once per batch each. A call costs its caller CPU (~0.65 ms each here, measured with an
-idle machine), so the calls are made where CPU is free: the Ingress's event loop also parses
+scorers, once per batch each. Every call costs its caller CPU whatever it carries, so the calls
+are made where CPU is free: the Ingress's event loop also parses
 every HTTP request and writes every batch. Feature rows travel to the scorers as one float64
 matrix per batch (cheap to serialise), columns in :data:`vigil.features.spec.FEATURE_NAMES` order;
 events, observations and results cross as tuples of plain values (``wire()``), which Ray's
@@ -24,18 +24,18 @@ from ray import serve
 
 from actors.velocity import get_or_create_shards
 from vigil import metrics
-from vigil.blacklists import LatestRevision, Revision, StoredCopy, rules_blacklist
-from vigil.circuit import ScorerCircuit
 from vigil.db.engine import create_engine, session_factory
+from vigil.decision.circuit import ScorerCircuit
+from vigil.decision.policy import explain_cutoff
+from vigil.decision.rules import RuleHit, RuleSet
+from vigil.decision.screening import Scored, ScoredWire, acted_on
 from vigil.features.events import EventWire, TransactionEvent, from_ns
 from vigil.features.spec import FEATURE_NAMES, FEATURE_VERSION
-from vigil.heap import raise_young_threshold, settle_heap
-from vigil.policy import explain_cutoff
-from vigil.registry import FeatureMismatchError, LoadedModel, champion_version, load_version
-from vigil.rules import RuleHit, RuleSet
+from vigil.infra.heap import raise_young_threshold, settle_heap
+from vigil.models.registry import FeatureMismatchError, LoadedModel, champion_version, load_version
 from vigil.schemas import TransactionCreate
-from vigil.screening import Scored, ScoredWire, acted_on
-from vigil.velocity import Observation, merge_rows, route, shard_of_user
+from vigil.state.blacklists import LatestRevision, Revision, StoredCopy, rules_blacklist
+from vigil.state.velocity import Observation, merge_rows, route, shard_of_user
 
 log = logging.getLogger("vigil.graph")
 
@@ -43,16 +43,14 @@ log = logging.getLogger("vigil.graph")
 #: How long a scorer's ``@serve.batch`` waits for more matrices after the first: none. Each
 #: matrix is already a whole micro-batch, and with one batch inside the graph at a time (the
 #: Screener's turn) nothing else is coming; matrices that are already queued (a second batch in
-#: flight, from either RuleScreen replica) are still scored together. Measured at 300/s (four
-#: starts alternating, three 20 s loops each): the scorers' stage per batch over its size
-#: 0.91-0.95 ms against 0.98-1.04 with a 1 ms wait, about 0.7 ms less per batch of ~10; p99
-#: 87-107 against 82-146 ms (benchmarks/SERVING-LOG.md).
+#: flight, from either RuleScreen replica) are still scored together. A wait only made each
+#: batch's scorer stage longer (docs/serving.md).
 SCORER_BATCH_WAIT_S = 0.0
 
 #: How long RuleScreen waits for a scorer's answer before deciding the batch without it
-#: (:class:`vigil.circuit.ScorerCircuit`; ``scorer_deadline_s`` in its ``user_config``). The
-#: scorers' stage took 22-26 ms per batch at c=64-128 here and a 0.25 s deadline never tripped on
-#: a live scorer; the deadline is for a replica that is gone, not a slow one (ray_config.yaml).
+#: (:class:`vigil.decision.circuit.ScorerCircuit`; ``scorer_deadline_s`` in its ``user_config``).
+#: It is set well above a live scorer's answer time under load: the deadline is for a replica
+#: that is gone, not a slow one (ray_config.yaml, docs/serving.md).
 SCORER_DEADLINE_S = 0.5
 
 
@@ -70,8 +68,8 @@ class _ModelHolder:
 
     def load(self, version: str | None) -> None:
         """Load ``version`` (None: the champion's), unless it is the one already loaded: Serve
-        calls ``reconfigure`` right after the constructor, and a second load cost 0.35-0.55 s
-        of the replica's start (and every start after a crash)."""
+        calls ``reconfigure`` right after the constructor, and a second load would lengthen the
+        replica's start (and every start after a crash)."""
         wanted = str(version) if version else champion_version(self.name, tracking_uri=self.tracking_uri)
         if self.model is not None and self.model.version == wanted:
             return
@@ -169,12 +167,11 @@ class RuleScreen:
     """Versioned rules over the feature rows, and the batch's pipeline (:meth:`screen_batch`).
 
     The rule set is ``user_config`` (no redeploy); the blacklist is read from the database, again
-    whenever a batch's revision is ahead of this replica's copy (:mod:`vigil.blacklists`), so every
+    whenever a batch's revision is ahead of this replica's copy (:mod:`vigil.state.blacklists`), so every
     replica has it without being told. Per micro-batch the Ingress makes one call
     here; this replica asks the velocity shards for the features, then evaluates the rules while
-    both scorers run. Measured against the Ingress calling all five itself (same machine, 300/s
-    open loop): the Ingress's CPU fell from ~0.6 to ~0.45 cores, this replica's rose from ~0.07
-    to ~0.2 (benchmarks/SERVING-LOG.md).
+    both scorers run. Making the calls from here rather than from the Ingress moves their CPU off
+    the Ingress's event loop, which is what runs out first under load (docs/serving.md).
     """
 
     def __init__(
@@ -241,7 +238,7 @@ class RuleScreen:
         """Features, then rules ∥ supervised ∥ anomaly, for one micro-batch, with the blacklist at
         revision ``blacklist_at`` or later; with the seconds each stage took (the Ingress records
         them: this replica's metrics are not scraped). A scorer that misses its deadline leaves
-        its scores None (:mod:`vigil.circuit`)."""
+        its scores None (:mod:`vigil.decision.circuit`)."""
         started = time.perf_counter()
         events = [TransactionEvent.from_wire(w) for w in wires]
         rows = await self._features(keys, events, blacklist_at)

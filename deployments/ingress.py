@@ -1,4 +1,4 @@
-"""The Serve ingress: the FastAPI app of :mod:`vigil.api` on a Serve deployment.
+"""The Serve ingress: the FastAPI app of :mod:`vigil.gateway.api` on a Serve deployment.
 
 Thin on purpose: ``__init__`` builds the service (never at import), attaches the Ray scoring
 graph (one call per micro-batch to ``RuleScreen``, which calls the velocity shard actors and
@@ -19,16 +19,18 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 
 from actors.velocity import get_or_create_shards, warm_shards
 from deployments.graph import ServeGraph
-from kyc.errors import InvalidImage
-from vigil.api import create_api, install_service
-from vigil.auth import install_key_store, load_key_store
+from kyc.config import default_model_dir
+from kyc.errors import InvalidImage, ModelsUnavailable
+from kyc.models import check_model_files
 from vigil.db.models import FraudLabel, Transaction
+from vigil.decision.policy import DecisionPolicy
 from vigil.errors import InvalidRequest, ServiceUnavailable
-from vigil.events import create_event_bus
+from vigil.events.bus import create_event_bus
 from vigil.features.events import LabelEvent
-from vigil.heap import raise_young_threshold
-from vigil.policy import DecisionPolicy
-from vigil.ratelimit import InMemoryRateLimiter, RateLimit, RedisRateLimiter, install_rate_limiter
+from vigil.gateway.api import create_api, install_service
+from vigil.gateway.auth import install_key_store, load_key_store
+from vigil.gateway.ratelimit import InMemoryRateLimiter, RateLimit, RedisRateLimiter, install_rate_limiter
+from vigil.infra.heap import raise_young_threshold
 from vigil.service import VigilService
 
 api = create_api()
@@ -36,6 +38,16 @@ api = create_api()
 #: What a Serve handle call raises when the replica died or became unreachable mid-call (the
 #: request may or may not have run there). Serve replaces the replica; the caller decides.
 REPLICA_GONE = (ActorUnavailableError, RayActorError)
+
+
+def check_kyc_models(service: VigilService, model_dir: Path) -> None:
+    """The KYC verifier refuses to start without its models; mark KYC unready with the reason, so
+    ``/readyz`` says why and submissions get a 503 naming it instead of waiting for a verifier
+    that never comes."""
+    try:
+        check_model_files(model_dir)
+    except ModelsUnavailable as exc:
+        service.unready["kyc"] = str(exc)
 
 
 @serve.deployment(name="Ingress")
@@ -61,6 +73,7 @@ class Ingress:
         if kyc is not None:
             self.kyc = kyc
             self.service.attach_kyc(self._verify_kyc)
+            check_kyc_models(self.service, default_model_dir())
         install_service(api, self.service)
         install_key_store(api, load_key_store(Path(home)).store)
         limit = RateLimit.per_minute(rate_limit_per_minute)
@@ -85,8 +98,8 @@ class Ingress:
             field, reason = getattr(exc, "field", "image"), getattr(exc, "reason", str(exc))
             raise InvalidRequest(f"{field}: {reason}") from None
         except REPLICA_GONE:
-            # Nothing is stored before the verification: the client's retry is safe. (Was a 500:
-            # a KycVerifier killed during a submission, found 2026-12-07.)
+            # Nothing is stored before the verification: the client's retry is safe, so a
+            # KycVerifier that died mid-submission is a 503 to retry, never a 500.
             error = ServiceUnavailable("KYC verification is restarting: retry shortly")
             error.headers = {"Retry-After": "5"}
             raise error from None

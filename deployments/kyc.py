@@ -1,8 +1,9 @@
 """KYC verification on Ray Serve: one thin deployment around :class:`kyc.pipeline.KycEngine`.
 
-Models load once per replica in ``__init__`` (never at import). ``verify`` runs the CPU-heavy
-submission in a worker thread so the replica's event loop keeps serving health checks and other
-requests; ``kyc.errors.InvalidImage`` propagates unchanged (the ingress maps it to HTTP 422).
+Models load once per replica in ``__init__`` (never at import); without them the replica does not
+start (see :class:`KycVerifier`). ``verify`` runs the CPU-heavy submission in a worker thread so
+the replica's event loop keeps serving health checks and other requests; ``kyc.errors.InvalidImage``
+propagates unchanged (the ingress maps it to HTTP 422).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import asyncio
 import dataclasses
 import enum
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ray import serve
 
-from kyc.config import KycConfig, default_model_dir
+from kyc.config import KycConfig
 from kyc.pipeline import KycEngine, KycResult
 
 
@@ -39,9 +41,17 @@ def _plain(value: Any) -> Any:
 
 @serve.deployment(name="KycVerifier")
 class KycVerifier:
+    """``config``: :class:`kyc.config.KycConfig` fields; ``model_dir`` defaults to
+    :func:`kyc.config.default_model_dir` (``$VIGIL_KYC_MODEL_DIR`` or the packaged models).
+
+    Fails closed: missing or corrupt models raise :class:`kyc.errors.ModelsUnavailable` (naming
+    the file) from ``__init__``, so the replica never becomes ready. Serve retries it, then marks
+    the deployment DEPLOY_FAILED with that error, which ``vigil up`` prints before it stops.
+    """
+
     def __init__(self, **config: Any) -> None:
-        config.setdefault("model_dir", default_model_dir())
-        self.engine = KycEngine(KycConfig(**config))
+        model_dir = config.get("model_dir")  # a string when it comes from a YAML or JSON config
+        self.engine = KycEngine(KycConfig(**{**config, "model_dir": Path(model_dir) if model_dir else None}))
 
     async def verify(self, selfie_frames: list[bytes], document: bytes, today: date) -> dict[str, Any]:
         result = await asyncio.to_thread(self.engine.verify, selfie_frames, document, today=today)

@@ -1,7 +1,7 @@
 """Start (or join) Ray and deploy ``ray_config.yaml``: what ``vigil up`` and ``make run`` do.
 
-A local Ray is bound to 127.0.0.1 only and starts without its dashboard (about 1 GB of RSS that
-a 2-core box cannot spare); ``VIGIL_RAY_ADDRESS`` joins an existing cluster instead.
+A local Ray is bound to 127.0.0.1 only and starts without its dashboard (memory a small machine
+would rather give to the serving processes); ``VIGIL_RAY_ADDRESS`` joins an existing cluster instead.
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ log = logging.getLogger("vigil.launch")
 
 
 #: Ray starts its workers (every Serve replica and actor) at nice 15, below its own daemons and
-#: anything else on the box; a serving node runs them at normal priority. Measured here at 300/s
-#: (graph, 30 s open loops, three rounds in alternating order): p99 112-183 ms at nice 0 against
-#: 128-223 ms at 15, and 6 of 6 paired runs lower (benchmarks/SERVING-LOG.md). Set it to 15 to go back.
+#: anything else on the machine; a serving node runs them at normal priority, which lowered the
+#: tail latency in paired runs (docs/serving.md). Set it to 15 to go back.
 SERVING_RAY_ENV = {"RAY_worker_niceness": "0"}
 
 
@@ -52,9 +51,9 @@ def direct_ingress(settings: Settings) -> bool:
 def direct_ingress_env(settings: Settings) -> dict[str, str]:
     """Environment for a local Ray whose Ingress replica serves ``http_port`` itself.
 
-    Measured here (c=32, same graph): 51 req/s through Serve's HTTP proxy actor, 156 req/s
-    straight to the replica; the proxy cost ~9 ms of CPU per request, a hop per request before
-    the ingress can batch anything. ``RAY_SERVE_THROUGHPUT_OPTIMIZED`` turns on direct ingress
+    Serve's HTTP proxy actor is one more process hop per request, paid before the ingress can
+    batch anything; going straight to the replica multiplied the graph's throughput
+    (docs/serving.md). ``RAY_SERVE_THROUGHPUT_OPTIMIZED`` turns on direct ingress
     (plus gRPC between deployments and user code on the replica's event loop); the replica's
     HTTP port range is pinned to exactly ``http_port``, so the one Ingress replica answers there
     (a second replica on this node would find no port: scale out across nodes, cluster/README).
@@ -62,13 +61,11 @@ def direct_ingress_env(settings: Settings) -> dict[str, str]:
     ``http_port + 1``. Must be in the environment before Ray starts (its processes inherit it).
 
     Clients reach that replica directly, with no load balancer in front, so two waits Serve
-    makes for one are turned off: a released port's quarantine (150 s, for HAProxy's stale
-    server lists) and a removed ingress replica's minimum draining period (30 s, for a load
-    balancer to deregister it). With them, an Ingress replica that died came back only after
-    the quarantine (its one port held out of the pool: ``/healthz`` answered again 160 s after
-    a SIGKILL) and Ctrl-C waited 30 s for the drain ("Controller failed to shut down within
-    30.0s"). A replica that stops still finishes its requests in flight
-    (``graceful_shutdown_timeout_s``).
+    makes for one are turned off: a released port's quarantine (for HAProxy's stale server
+    lists) and a removed ingress replica's minimum draining period (for a load balancer to
+    deregister it). With them, an Ingress replica that died came back only once the quarantine
+    had ended (its one port held out of the pool), and Ctrl-C waited out the drain. A replica
+    that stops still finishes its requests in flight (``graceful_shutdown_timeout_s``).
     """
     port = settings.http_port
     return {
@@ -117,8 +114,7 @@ def cpu_requests(config: Any) -> dict[str, tuple[int, float]]:
 
 def check_cpus(config: Any, available: float) -> None:
     """Refuse a config whose replicas ask for more CPUs than the local Ray has: Serve would wait
-    for the last ones without end (found 2026-12-07: a second RuleScreen replica at 0.25 CPUs
-    made 2.25 of 2, and ``vigil up`` sat silent until the benchmark gave up after 600 s)."""
+    for the last ones without end, and ``vigil up`` would sit silent instead of saying why."""
     wanted = cpu_requests(config)
     total = sum(replicas * cpus for replicas, cpus in wanted.values())
     if total > available + 1e-9:
@@ -150,7 +146,7 @@ def deploy(config: Any, *, timeout_s: float = 600.0) -> None:
             return
         failed = {n: status[n].message for n, s in states.items() if s == ApplicationStatus.DEPLOY_FAILED}
         if failed:
-            raise RuntimeError(f"deploy failed: {failed}")
+            raise RuntimeError(f"deploy failed: {failed}{failed_deployments(status, failed)}")
         if time.monotonic() > deadline:
             waiting = {
                 f"{n}/{d}": info.message
@@ -161,6 +157,19 @@ def deploy(config: Any, *, timeout_s: float = 600.0) -> None:
             }
             raise TimeoutError(f"applications not running after {timeout_s:.0f} s: {states} {waiting}")
         time.sleep(0.5)
+
+
+def failed_deployments(status: Any, apps: Any) -> str:
+    """The messages of the DEPLOY_FAILED deployments of ``apps`` in ``serve.status().applications``,
+    one per line: the application's own message names the deployment, not why (e.g. the exception
+    a replica's constructor raised, such as the KYC verifier's missing model file)."""
+    lines = [
+        f"\n{app}/{name}: {info.message}"
+        for app in apps
+        for name, info in status[app].deployments.items()
+        if info.status == "DEPLOY_FAILED" and info.message  # DeploymentStatus is a str enum
+    ]
+    return "".join(lines)
 
 
 def run_foreground(settings: Settings, *, on_ready: Any = None) -> None:

@@ -6,23 +6,23 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+#: The passive-liveness models shipped inside the package (see its README.md for origin and licence).
+PACKAGED_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "models"
 
-def default_model_dir() -> Path | None:
-    """``$VIGIL_KYC_MODEL_DIR`` or, for development, ``$VIGIL_SHARED_DATA/models`` if it exists."""
+
+def default_model_dir() -> Path:
+    """``$VIGIL_KYC_MODEL_DIR`` if set, else the models shipped in the package."""
     env = os.environ.get("VIGIL_KYC_MODEL_DIR")
-    if env:
-        return Path(env)
-    shared = Path(
-        os.environ.get("VIGIL_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
-    )
-    return shared / "models" if (shared / "models").is_dir() else None
+    return Path(env) if env else PACKAGED_MODEL_DIR
 
 
 @dataclass(frozen=True)
 class KycConfig:
     """Thresholds (units in each comment). Scores are 0..1 with higher = more genuine unless noted."""
 
-    model_dir: Path | None = None  # MiniFASNet ONNX + RetinaFace caffe; None = forensics-only liveness
+    # MiniFASNet ONNX + RetinaFace caffe (kyc.models.MODEL_FILES); None = default_model_dir(). Missing
+    # or unreadable models stop the engine from starting: there is no liveness without them.
+    model_dir: Path | None = None
     max_image_bytes: int = 10_000_000  # bytes per uploaded image
     max_image_pixels: int = 40_000_000  # width * height
     min_frames: int = 1
@@ -39,6 +39,7 @@ class KycConfig:
     head_turn_yaw: float = 0.25  # normalised nose offset (-1..1) needed for a turn
     min_age_years: int = 18
     # Recognise the visual-zone text too and require every MRZ field to be printed there
-    # (kyc.crosscheck); ~0.6-0.9 s per document on this 2-core CPU. Off = MRZ check digits only.
+    # (kyc.crosscheck); it adds OCR time per document (bench-kyc measures it). Off = MRZ check
+    # digits only.
     read_visual_zone: bool = True
     ela_threshold: float = 12.0  # mean error-level excess of the photo region over the page (grey levels)

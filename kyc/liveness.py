@@ -13,12 +13,15 @@ import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
-from kyc.config import KycConfig
+from kyc.config import KycConfig, default_model_dir
+from kyc.errors import ModelsUnavailable
 from kyc.face import FaceAnalysis, FaceBox, sharpness
+from kyc.models import CLASSIFIERS, DETECTOR_FILES, check_model_files
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class PassiveResult:
 
     live: bool
     real_score: float
-    model_score: float | None  # MiniFASNet average real probability, None without models
+    model_score: float  # MiniFASNet average real probability (0 when no face box was found)
     forensics: ForensicSignals
     reasons: list[str] = field(default_factory=list)
 
@@ -90,33 +93,61 @@ def crop_scaled(image: np.ndarray, box: tuple[int, int, int, int], scale: float,
     return cv2.resize(crop, (out, out))
 
 
+#: The files ``MiniFasNet`` loads from its model folder, each listed in the folder's ``SHA256SUMS``.
 class MiniFasNet:
-    """RetinaFace detector + the two MiniFASNet classifiers, loaded once from ``model_dir``."""
+    """RetinaFace detector + the two MiniFASNet classifiers, loaded once from ``model_dir``.
+
+    Raises :class:`ModelsUnavailable` (naming the file) if a model is missing, unreadable, fails
+    its checksum, does not load, or gives no usable output on a test image."""
 
     def __init__(self, model_dir: Path, *, threads: int = 1) -> None:
         import onnxruntime as ort
 
         if not hasattr(cv2.dnn, "readNetFromCaffe"):
             raise RuntimeError("OpenCV without the Caffe importer (OpenCV >= 5): install opencv < 5")
-        self._detector = cv2.dnn.readNetFromCaffe(
-            str(model_dir / "deploy.prototxt"), str(model_dir / "Widerface-RetinaFace.caffemodel")
-        )
+        check_model_files(model_dir)
+        prototxt, caffemodel = (model_dir / name for name in DETECTOR_FILES)
+        try:
+            self._detector = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
+        except cv2.error as exc:
+            raise ModelsUnavailable(
+                f"cannot load the KYC face detector {caffemodel} ({prototxt}): {exc}", path=caffemodel
+            ) from exc
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
-        self._models = [
-            (
-                2.7,
-                ort.InferenceSession(
-                    str(model_dir / "MiniFASNetV2.onnx"), opts, providers=["CPUExecutionProvider"]
-                ),
-            ),
-            (
-                4.0,
-                ort.InferenceSession(
-                    str(model_dir / "MiniFASNetV1SE.onnx"), opts, providers=["CPUExecutionProvider"]
-                ),
-            ),
-        ]
+        self._models: list[tuple[float, Any, Path]] = []  # crop scale, ONNX session, file
+        for name, scale in CLASSIFIERS:
+            try:
+                sess = ort.InferenceSession(str(model_dir / name), opts, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
+                raise ModelsUnavailable(
+                    f"cannot load KYC model file {model_dir / name}: {exc}", path=model_dir / name
+                ) from exc
+            self._models.append((scale, sess, model_dir / name))
+        self._self_test(caffemodel)
+
+    def _self_test(self, caffemodel: Path) -> None:
+        """Run every model once on a synthetic image: a model that loads but cannot run on this
+        input (wrong shape, wrong output) stops the start, not the first submission."""
+        image = np.full((240, 320, 3), 127, np.uint8)
+        cv2.circle(image, (160, 120), 60, (90, 120, 170), -1)
+        try:
+            self.detect(image)
+        except (cv2.error, ValueError, IndexError) as exc:
+            raise ModelsUnavailable(
+                f"KYC face detector {caffemodel} does not run: {exc}", path=caffemodel
+            ) from exc
+        for scale, sess, path in self._models:
+            try:
+                probs = self._probs(sess, image, (100, 60, 120, 120), scale)
+            except Exception as exc:  # onnxruntime raises several unrelated types
+                raise ModelsUnavailable(f"KYC model file {path} does not run: {exc}", path=path) from exc
+            if probs.shape != (1, 3) or not np.all(np.isfinite(probs)):
+                raise ModelsUnavailable(
+                    f"KYC model file {path} gives {probs.shape} outputs, not the 3 class scores of a "
+                    "MiniFASNet classifier",
+                    path=path,
+                )
 
     def detect(self, image: np.ndarray) -> tuple[int, int, int, int] | None:
         """Most confident face box (x, y, w, h) in pixels, or None."""
@@ -136,14 +167,14 @@ class MiniFasNet:
         left, top, right, bottom = out[i, 3] * w, out[i, 4] * h, out[i, 5] * w, out[i, 6] * h
         return int(left), int(top), max(1, int(right - left + 1)), max(1, int(bottom - top + 1))
 
+    @staticmethod
+    def _probs(sess: Any, image: np.ndarray, box: tuple[int, int, int, int], scale: float) -> np.ndarray:
+        crop = crop_scaled(image, box, scale).astype(np.float32).transpose(2, 0, 1)[None]
+        return _softmax(np.asarray(sess.run(None, {sess.get_inputs()[0].name: crop})[0]))
+
     def real_score(self, image: np.ndarray, box: tuple[int, int, int, int]) -> float:
         """Average class-1 ("real") softmax probability of the two models, 0..1."""
-        probs = []
-        for scale, sess in self._models:
-            crop = crop_scaled(image, box, scale).astype(np.float32).transpose(2, 0, 1)[None]
-            logits = sess.run(None, {sess.get_inputs()[0].name: crop})[0]
-            probs.append(_softmax(logits)[0, 1])
-        return float(np.mean(probs))
+        return float(np.mean([self._probs(sess, image, box, scale)[0, 1] for scale, sess, _ in self._models]))
 
 
 def forensic_signals(image: np.ndarray, box: FaceBox | None) -> ForensicSignals:
@@ -188,26 +219,27 @@ def forensic_signals(image: np.ndarray, box: FaceBox | None) -> ForensicSignals:
 
 
 class PassiveLiveness:
-    """MiniFASNet when ``config.model_dir`` is set, forensic signals always. Build once."""
+    """MiniFASNet and forensic signals; both always run. Build once.
+
+    The models come from ``config.model_dir`` (None = :func:`kyc.config.default_model_dir`, the
+    models shipped in the package); without them this raises :class:`ModelsUnavailable`."""
 
     def __init__(self, config: KycConfig) -> None:
         self.config = config
-        self._fas = MiniFasNet(config.model_dir) if config.model_dir else None
+        self._fas = MiniFasNet(Path(config.model_dir) if config.model_dir else default_model_dir())
 
     def check(self, image: np.ndarray, face: FaceAnalysis | None = None) -> PassiveResult:
         """Score one BGR image. ``real_score`` = model score x (1 - forensic attack score)."""
         box = face.box if face is not None else None
         forensics = forensic_signals(image, box)
-        model_score: float | None = None
         reasons: list[str] = []
-        if self._fas is not None:
-            det = self._fas.detect(image)
-            if det is None and box is not None:
-                det = (box.left, box.top, box.right - box.left, box.bottom - box.top)
-            model_score = self._fas.real_score(image, det) if det is not None else 0.0
-            if model_score < self.config.liveness_threshold:
-                reasons.append("liveness_model_spoof")
-        real = (model_score if model_score is not None else 1.0) * (1 - forensics.attack_score())
+        det = self._fas.detect(image)
+        if det is None and box is not None:
+            det = (box.left, box.top, box.right - box.left, box.bottom - box.top)
+        model_score = self._fas.real_score(image, det) if det is not None else 0.0
+        if model_score < self.config.liveness_threshold:
+            reasons.append("liveness_model_spoof")
+        real = model_score * (1 - forensics.attack_score())
         reasons += forensics.reasons()
         live = real >= self.config.liveness_threshold
         return PassiveResult(live, real, model_score, forensics, reasons if not live else [])

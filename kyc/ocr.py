@@ -64,8 +64,7 @@ class RapidOcrEngine:
         """``threads``: ONNX Runtime threads per call; ``workers``: boxes read concurrently by
         ``recognise``. One thread per call and two calls at once beat two threads per call on
         this workload: a text box is too small a job to split, and ORT's intra-op pool spins
-        while it waits (the TD3 specimen's whole document read, 2 cores: 0.98 s wall / 1.92 s
-        CPU with 2 threads per call one at a time, 0.57 s / 0.93 s with 1 thread, 2 at a time)."""
+        while it waits, so a document read took more wall and CPU time that way (docs/kyc.md)."""
         from rapidocr_onnxruntime import RapidOCR
 
         self._engine = RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=1)

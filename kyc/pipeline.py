@@ -2,7 +2,8 @@
 
 ``KycEngine(config)`` loads every model once (a Serve replica builds it in ``__init__``);
 ``KycEngine.verify`` is pure given its inputs and ``today``. Unusable bytes raise
-``kyc.errors.InvalidImage``; everything else is an outcome with reason codes.
+``kyc.errors.InvalidImage``; everything else is an outcome with reason codes. Missing or corrupt
+models raise ``kyc.errors.ModelsUnavailable`` from the constructor: there is no degraded mode.
 """
 
 from __future__ import annotations
@@ -84,12 +85,16 @@ def risk_from_reasons(reasons: list[str]) -> tuple[RiskLevel, KycStatus]:
 
 
 class KycEngine:
-    """Holds the face, liveness and OCR models. Thread-safe for concurrent ``verify`` calls."""
+    """Holds the face, liveness and OCR models. Thread-safe for concurrent ``verify`` calls.
+
+    Raises :class:`kyc.errors.ModelsUnavailable` (naming the file) when the liveness models are
+    missing or unreadable: the engine does not start without them."""
 
     def __init__(self, config: KycConfig, *, ocr: OcrEngine | None = None) -> None:
         self.config = config
-        self.faces = FaceAnalyzer(config)
+        # First: it raises ModelsUnavailable for missing or corrupt models before the slow loads.
         self.liveness = PassiveLiveness(config)
+        self.faces = FaceAnalyzer(config)
         rapid = RapidOcrEngine() if ocr is None else None
         self.ocr: OcrEngine = ocr if ocr is not None else rapid  # type: ignore[assignment]
         self.documents = DocumentReader(self.ocr, MrzLineReader(rapid.recogniser) if rapid else None)

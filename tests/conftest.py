@@ -1,9 +1,16 @@
 """Test tiers: ``tests/unit`` never starts Ray or touches the network; ``tests/integration``
-talks to a real local Ray, PostgreSQL and Redis."""
+talks to a real local Ray, PostgreSQL and Redis.
+
+Under ``CI=true`` (also ``1`` or ``yes``) no test may skip: a skip, whether from ``pytest.skip``,
+a ``skip``/``skipif`` mark or ``importorskip``, at collection or while running, is reported as a
+failure that names the skip's reason, so a missing service, model or file cannot pass unnoticed.
+Expected failures (``xfail``) are not skips and keep their outcome.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -14,6 +21,44 @@ import pytest
 if TYPE_CHECKING:
     from vigil.schemas import TransactionCreate
     from vigil.service import VigilService
+
+
+def _ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def _no_skip_under_ci(report: pytest.CollectReport | pytest.TestReport) -> None:
+    """Turn a skipped ``report`` (not an xfail) into a failure naming the skip's reason: in the
+    call phase a failed test, in setup (skip marks, fixtures) an error, at collection an error."""
+    if not report.skipped or hasattr(report, "wasxfail") or not _ci():
+        return
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # (path, line, "Skipped: <reason>")
+        path, line, reason = longrepr
+        where = f" ({path}:{line})" if line is not None else f" ({path})"
+    else:
+        reason, where = str(longrepr), ""
+    report.outcome = "failed"
+    reason = str(reason).removeprefix("Skipped: ")
+    report.longrepr = f"CI=true allows no skips, and this one skipped{where}: {reason}"
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    return "CI=true: a skipped test counts as a failure" if _ci() else None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    _no_skip_under_ci(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, Any, Any]:
+    report = yield
+    _no_skip_under_ci(report)
+    return report
 
 
 @dataclass(frozen=True)

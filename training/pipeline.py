@@ -12,7 +12,7 @@ from typing import Any
 from training.evaluate import CostConfig
 from training.models.data import FeatureMatrix
 from training.train import TrainingOutcome, run_training
-from vigil.registry import promote
+from vigil.models.registry import promote
 
 log = logging.getLogger("training.pipeline")
 

@@ -160,7 +160,7 @@ def run_training(
     )
     registered = None
     if register_model:
-        from vigil.registry import register
+        from vigil.models.registry import register
 
         registered = register(
             model,
@@ -292,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         zero_day_type=args.zero_day_type,
     )
     if args.promote and outcome.registered is not None:
-        from vigil.registry import promote
+        from vigil.models.registry import promote
 
         promote(outcome.registered.name, outcome.registered.version, tracking_uri=args.tracking_uri)
     m = outcome.evaluation.metrics

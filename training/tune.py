@@ -251,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tracking_uri=args.tracking_uri,
     )
     if args.promote and outcome.registered is not None:
-        from vigil.registry import promote
+        from vigil.models.registry import promote
 
         promote(outcome.registered.name, outcome.registered.version, tracking_uri=args.tracking_uri)
     table = results.get_dataframe()

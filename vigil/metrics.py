@@ -51,7 +51,7 @@ HTTP_SECONDS = Histogram(
 SCREEN_PATH = Counter(
     "vigil_screen_requests_total",
     "POST /v1/transactions requests by who answered them: fast_path (well-formed: answered by "
-    "vigil.api.ScreenFastPath) or route (handed to the FastAPI route: errors, other content types).",
+    "vigil.gateway.api.ScreenFastPath) or route (handed to the FastAPI route: errors, other content types).",
     ["answered_by"],
     registry=REGISTRY,
 )
@@ -91,7 +91,7 @@ RULE_HITS = Counter(
 SCORER_UNAVAILABLE = Counter(
     "vigil_scorer_unavailable_total",
     "Batches decided without a scorer's scores (supervised, anomaly): the scorer missed its deadline, "
-    "failed, or is not loaded (vigil.circuit).",
+    "failed, or is not loaded (vigil.decision.circuit).",
     ["scorer"],
     registry=REGISTRY,
 )

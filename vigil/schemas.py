@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 if TYPE_CHECKING:
     from vigil.db.models import Decision
@@ -46,20 +46,66 @@ def _country(code: str) -> str:
     return code.upper()
 
 
+#: The timestamps a client may send: the features count time in int64 nanoseconds since 1970,
+#: and a year-1 or year-9999 event time made the scoring graph fail (a 503 for bad input).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
 def _aware(ts: datetime) -> datetime:
     if ts.tzinfo is None:
         raise ValueError("timestamp must carry a time zone (e.g. 2026-01-31T12:00:00Z)")
+    # Compared before converting: 0001-01-01T00:00+01:00 is in year 0 in UTC (an OverflowError).
+    if not EARLIEST <= ts < LATEST:
+        raise ValueError(f"timestamp must be from {EARLIEST:%Y-%m-%d} to before {LATEST:%Y-%m-%d} (UTC)")
     return ts.astimezone(UTC)
 
 
-Currency = Annotated[str, AfterValidator(_currency)]
-Country = Annotated[str, AfterValidator(_country)]
+def _storable(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("text must not contain NUL characters (U+0000): the database cannot store them")
+    return text
+
+
+#: Any case on input ("eur"), upper case once validated; the schema lists the codes accepted.
+Currency = Annotated[
+    str,
+    WithJsonSchema({"type": "string", "enum": sorted(CURRENCIES), "description": "ISO 4217 code"}),
+    AfterValidator(_currency),
+]
+Country = Annotated[str, Field(pattern=r"^[A-Za-z]{2}$"), AfterValidator(_country)]
+#: Free text that is stored: PostgreSQL's text types refuse NUL, so it is a 422 here, not a 500 there.
+Text = Annotated[str, AfterValidator(_storable)]
+#: An IPv4 or IPv6 address (validated by the model that uses it, which also normalises it).
+IpAddress = Annotated[
+    str,
+    WithJsonSchema({"anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}]}),
+]
 AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
 Latitude = Annotated[float, Field(ge=-90, le=90)]
 Longitude = Annotated[float, Field(ge=-180, le=180)]
 #: Money: strictly positive, at most 2 decimals, below 10^12 (the NUMERIC(18, 2) column).
-Amount = Annotated[Decimal, Field(gt=0, lt=Decimal("1e12"), decimal_places=2)]
-Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
+#: The schema states the 2 decimals too (pydantic's own leaves them out, and any string in).
+Amount = Annotated[
+    Decimal,
+    Field(gt=0, lt=Decimal("1e12"), decimal_places=2),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1e12, "multipleOf": 0.01},
+                {"type": "string", "pattern": r"^0*([1-9]\d{0,11}(\.\d{1,2})?|0?\.(0[1-9]|[1-9]\d?))$"},
+            ],
+            "description": "above 0, below 10^12, at most 2 decimals; a string keeps it exact",
+        }
+    ),
+]
+#: The largest row id: ids are BIGINT columns (signed 64-bit, in SQLite too). A larger number
+#: in a request is a 422 here, not an overflow in the database driver.
+MAX_ID = 2**63 - 1
+#: A row id wherever a client sends one: path, query, form field or JSON body.
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+#: A paging cursor: the last id a client has seen (0 = from the start).
+Cursor = Annotated[int, Field(ge=0, le=MAX_ID)]
 
 
 class _In(BaseModel):
@@ -67,16 +113,24 @@ class _In(BaseModel):
 
 
 class UserCreate(_In):
-    full_name: str = Field(min_length=1, max_length=200)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"full_name": "Ada Lovelace", "country": "GB", "home_lat": 51.5, "home_lon": -0.12}]
+        }
+    )
+
+    full_name: Text = Field(min_length=1, max_length=200)
     birth_date: date | None = None
     country: Country
     home_lat: Latitude
     home_lon: Longitude
-    segment: str = Field(default="retail", min_length=1, max_length=32)
+    segment: Text = Field(default="retail", min_length=1, max_length=32)
     created_at: AwareDatetime | None = None
 
 
 class AccountCreate(_In):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"user_id": 1, "currency": "EUR"}]})
+
     user_id: Id
     currency: Currency
     kind: Literal["checking", "savings", "card"] = "checking"
@@ -84,9 +138,17 @@ class AccountCreate(_In):
 
 
 class MerchantCreate(_In):
-    name: str = Field(min_length=1, max_length=200)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"name": "Corner Shop", "category": "grocery", "country": "GB", "lat": 51.5, "lon": 0.0}
+            ]
+        }
+    )
+
+    name: Text = Field(min_length=1, max_length=200)
     kind: Literal["merchant", "beneficiary"] = "merchant"
-    category: str = Field(min_length=1, max_length=32)
+    category: Text = Field(min_length=1, max_length=32)
     country: Country
     lat: Latitude
     lon: Longitude
@@ -94,8 +156,10 @@ class MerchantCreate(_In):
 
 
 class DeviceCreate(_In):
-    fingerprint: str = Field(min_length=1, max_length=128)
-    os: str = Field(min_length=1, max_length=32)
+    model_config = ConfigDict(json_schema_extra={"examples": [{"fingerprint": "a3f9c2e1", "os": "android"}]})
+
+    fingerprint: Text = Field(min_length=1, max_length=128)
+    os: Text = Field(min_length=1, max_length=32)
     first_seen_at: AwareDatetime | None = None
 
 
@@ -107,12 +171,29 @@ class TransactionCreate(_In):
     time is used when it is omitted.
     """
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "idempotency_key": "order-2026-0001",
+                    "user_id": 1,
+                    "account_id": 1,
+                    "merchant_id": 1,
+                    "amount": "19.99",
+                    "currency": "EUR",
+                    "channel": "ecommerce",
+                    "country": "GB",
+                }
+            ]
+        }
+    )
+
     idempotency_key: str = Field(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
     user_id: Id
     account_id: Id
     merchant_id: Id
     device_id: Id | None = None
-    ip: str | None = Field(default=None, max_length=45)
+    ip: IpAddress | None = Field(default=None, max_length=45)
     amount: Amount
     currency: Currency
     channel: Channel
@@ -137,15 +218,19 @@ class TransactionCreate(_In):
 class LabelCreate(_In):
     transaction_id: Id
     is_fraud: bool
-    fraud_type: str | None = Field(default=None, max_length=32)
+    fraud_type: Text | None = Field(default=None, max_length=32)
     source: Literal["chargeback", "analyst", "generator"] = "analyst"
     labeled_at: AwareDatetime | None = None
 
 
 class BlacklistCreate(_In):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"kind": "ip", "value": "203.0.113.7", "reason": "card testing"}]}
+    )
+
     kind: BlacklistKind
-    value: str = Field(min_length=1, max_length=128)
-    reason: str = Field(min_length=1, max_length=500)
+    value: Text = Field(min_length=1, max_length=128)
+    reason: Text = Field(min_length=1, max_length=500)
     expires_at: AwareDatetime | None = None
 
 

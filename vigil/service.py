@@ -16,8 +16,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from vigil import metrics
-from vigil.batching import MicroBatcher, QueueFull
-from vigil.blacklists import POLL_S, Revision, RevisionWatch, stored_revision
 from vigil.db import repository as repo
 from vigil.db.engine import BatchDb, create_engine, session_factory, session_scope
 from vigil.db.models import (
@@ -33,9 +31,11 @@ from vigil.db.models import (
     Transaction,
     User,
 )
+from vigil.decision.policy import DecisionPolicy
+from vigil.decision.screening import ScoringGraph, Screener
 from vigil.errors import NotFound, ServiceUnavailable, UnknownReference, VigilError
-from vigil.outbox import EventPublisher
-from vigil.policy import DecisionPolicy
+from vigil.events.outbox import EventPublisher
+from vigil.infra.batching import MicroBatcher, QueueFull
 from vigil.schemas import (
     AccountCreate,
     BlacklistCreate,
@@ -45,7 +45,7 @@ from vigil.schemas import (
     TransactionCreate,
     UserCreate,
 )
-from vigil.screening import ScoringGraph, Screener
+from vigil.state.blacklists import POLL_S, Revision, RevisionWatch, stored_revision
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,8 @@ class VigilService:
             None
         )
         self._blacklist_watch: RevisionWatch | None = None
+        #: Components that cannot work, with the reason: ``/readyz`` reports them (503).
+        self.unready: dict[str, str] = {}
 
     def attach_screening(
         self,
@@ -222,7 +224,7 @@ class VigilService:
 
     def _blacklist_changed(self, revision: Revision) -> None:
         """After a committed change: batches screened from now on carry its revision, and every
-        copy behind it reloads (:mod:`vigil.blacklists`)."""
+        copy behind it reloads (:mod:`vigil.state.blacklists`)."""
         if self.screener is not None:
             self.screener.graph.blacklist_changed(revision)
 
@@ -267,6 +269,8 @@ class VigilService:
         """Verify, then store the submission and the user's new KYC status and risk level at once."""
         if self._kyc is None:
             raise ServiceUnavailable("KYC verification is not running on this server")
+        if "kyc" in self.unready:
+            raise ServiceUnavailable(f"KYC verification cannot run: {self.unready['kyc']}")
         async with self.sessions() as session:
             if await session.get(User, user_id) is None:
                 raise UnknownReference(f"user {user_id} does not exist")

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     serve_direct_ingress: bool = Field(
         default=True,
         description="Local Ray only: the Ingress replica serves `http_port` itself (Serve's direct "
-        "ingress, throughput-optimised mode; 3x the throughput of the proxy path here) and Serve's "
+        "ingress, throughput-optimised mode: one process hop less per request) and Serve's "
         "HTTP proxy moves to `http_port + 1`; false = the proxy serves `http_port`.",
     )
     ray_address: str | None = Field(
@@ -47,7 +47,7 @@ class Settings(BaseSettings):
         "bound to 127.0.0.1.",
     )
     ray_num_cpus: int | None = Field(
-        default=None, ge=1, description="CPUs a local Ray may use; unset = all of this machine's."
+        default=None, ge=1, description="CPUs a local Ray may use; unset = all of the machine's."
     )
     serve_config: Path = Field(
         default=Path("ray_config.yaml"), description="The Serve config that `vigil up` deploys."

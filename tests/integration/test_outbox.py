@@ -14,7 +14,9 @@ import redis.asyncio as redis_asyncio
 
 from vigil.db import repository as repo
 from vigil.db.engine import BatchDb
-from vigil.events import (
+from vigil.decision.local_graph import LocalGraph
+from vigil.decision.policy import DecisionPolicy
+from vigil.events.bus import (
     PAYLOAD_FIELD,
     STREAM_ALERTS,
     STREAM_DECISIONS,
@@ -22,9 +24,7 @@ from vigil.events import (
     RedisStreamBus,
     decode_event,
 )
-from vigil.local_graph import LocalGraph
-from vigil.outbox import EventRelay
-from vigil.policy import DecisionPolicy
+from vigil.events.outbox import EventRelay
 from vigil.service import VigilService
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as redis_asyncio
 
-from vigil.events import RedisStreamBus, create_event_bus
-from vigil.ratelimit import InMemoryRateLimiter, RateLimit, RedisRateLimiter
+from vigil.events.bus import RedisStreamBus, create_event_bus
+from vigil.gateway.ratelimit import InMemoryRateLimiter, RateLimit, RedisRateLimiter
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
 

@@ -23,6 +23,13 @@ import httpx
 import pandas as pd
 import pytest
 
+from vigil.decision.policy import (
+    ANOMALY_SCORE_HIGH,
+    FRAUD_SCORE_BLOCK,
+    FRAUD_SCORE_HIGH,
+    FRAUD_SCORE_UNAVAILABLE,
+    MODEL_PREFIX,
+)
 from vigil.infra.ports import free_port_pair
 from vigil.replay import ReplaySummary, request_body
 
@@ -92,7 +99,7 @@ def live(
 
     import redis
 
-    from vigil.events import STREAMS
+    from vigil.events.bus import STREAMS
 
     redis.Redis.from_url(redis_url).delete(*STREAMS)  # this module's graph publishes to these
     port = free_port_pair()
@@ -187,11 +194,23 @@ def test_a_replayed_stream_is_decided_durably_with_reasons_from_every_detector(l
     fraud_ids = set(live.fraud["transaction_id"])
     caught = decisions[decisions["source_id"].isin(fraud_ids) & (decisions["outcome"] != "approve")]
     codes = [code for row in caught["reason_codes"] for code in row]
-    model_codes = {"ANOMALY_SCORE_HIGH", "FRAUD_SCORE_HIGH", "FRAUD_SCORE_BLOCK", "FRAUD_SCORE_UNAVAILABLE"}
-    rule_codes = {c for c in codes if not c.startswith("MODEL:") and c not in model_codes}
+    model_codes = {ANOMALY_SCORE_HIGH, FRAUD_SCORE_HIGH, FRAUD_SCORE_BLOCK, FRAUD_SCORE_UNAVAILABLE}
+    rule_codes = {c for c in codes if not c.startswith(MODEL_PREFIX) and c not in model_codes}
     assert rule_codes, "no fraud was caught by a rule"
-    assert any(c.startswith("MODEL:") or c.startswith("FRAUD_SCORE_") for c in codes), (
-        "the supervised model caught nothing"
+    # The supervised model answered: a scorer that is down leaves fraud_score None (and, for large
+    # amounts, FRAUD_SCORE_UNAVAILABLE), which is no model signal.
+    unscored = decisions[decisions["fraud_score"].isna()]
+    assert len(unscored) <= len(decisions) // 100, (
+        f"no fraud score for {len(unscored)} of {len(decisions)} decisions: the scorer was unavailable",
+        unscored["reason_codes"].head(5).tolist(),
+    )
+    by_model = caught[
+        caught["fraud_score"].notna()
+        & caught["reason_codes"].map(lambda row: bool({FRAUD_SCORE_HIGH, FRAUD_SCORE_BLOCK} & set(row)))
+    ]
+    assert len(by_model), "the supervised model caught nothing"
+    assert any(c.startswith(MODEL_PREFIX) for row in by_model["reason_codes"] for c in row), (
+        "the model's catches carry no MODEL:<feature> explanation"
     )
     assert "ANOMALY_SCORE_HIGH" in codes, "the anomaly scorer caught nothing"
     # the model should catch far more fraud than it flags legit traffic
@@ -226,7 +245,7 @@ def test_a_replayed_stream_is_decided_durably_with_reasons_from_every_detector(l
 def _stream(live: Live, name: str) -> list[dict[str, Any]]:
     import redis
 
-    from vigil.events import PAYLOAD_FIELD, decode_event
+    from vigil.events.bus import PAYLOAD_FIELD, decode_event
 
     entries = redis.Redis.from_url(live.redis_url).xrange(name)
     return [decode_event(fields[PAYLOAD_FIELD.encode()]) for _, fields in entries]
@@ -286,7 +305,7 @@ def test_resolving_a_review_case_writes_a_label(live: Live) -> None:
 
 def test_a_blacklist_change_applies_from_the_next_request_on_every_copy(live: Live) -> None:
     """Added: blocked at once, also by a RuleScreen replica started after the change; removed:
-    no longer matched (the copies reload from the database: vigil/blacklists.py)."""
+    no longer matched (the copies reload from the database: vigil/state/blacklists.py)."""
     ip = "198.51.100.77"
     row = live.replay_rows.iloc[2].to_dict()
 
@@ -428,7 +447,7 @@ def test_killing_a_velocity_actor_and_scorer_replicas_loses_nothing(live: Live) 
 
 
 def _shard_of(user_id: int) -> int:
-    from vigil.velocity import shard_of_user
+    from vigil.state.velocity import shard_of_user
 
     return shard_of_user(user_id, SHARDS)
 
@@ -437,15 +456,13 @@ def test_a_kyc_submission_is_verified_on_its_replica_and_feeds_velocity_state(li
     import ray
 
     from actors.velocity import shard_name
-    from vigil.velocity import shard_of_user
+    from vigil.state.velocity import shard_of_user
 
-    shared = Path(
-        os.environ.get("VIGIL_SHARED_DATA", Path(__file__).resolve().parents[2] / ".." / "shared" / "data")
-    )
-    selfie_path = shared / "liveness" / "image_T1.jpg"
-    document_path = shared / "mrz" / "passport-td3.jpg"
+    kyc_data = Path(__file__).resolve().parents[1] / "data" / "kyc"  # part of the repository
+    selfie_path = kyc_data / "liveness" / "image_T1.jpg"
+    document_path = kyc_data / "mrz" / "passport-td3.jpg"
     if not (selfie_path.exists() and document_path.exists()):
-        pytest.skip(f"shared test images missing under {shared}")
+        pytest.fail(f"KYC test images missing under {kyc_data}")
     user_id = int(live.replay_rows["user_id"].iloc[0])
     shard = ray.get_actor(shard_name(shard_of_user(user_id, SHARDS), SHARDS), namespace="vigil")
     at = pd.Timestamp.now(tz="UTC").to_pydatetime()

@@ -16,7 +16,6 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from vigil.blacklists import stored_revision
 from vigil.db import repository as repo
 from vigil.db.bulk import bulk_load
 from vigil.db.engine import (
@@ -37,6 +36,7 @@ from vigil.schemas import (
     TransactionCreate,
     UserCreate,
 )
+from vigil.state.blacklists import stored_revision
 
 pytestmark = pytest.mark.integration
 

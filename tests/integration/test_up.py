@@ -95,7 +95,7 @@ def test_vigil_up_serves_on_loopback_and_stops_cleanly(tmp_path: Path) -> None:
         env.pop(name, None)
     log = (tmp_path / "up.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vigil.cli", "up"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "cli.main", "up"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
     parent = psutil.Process(proc.pid)
     seen: dict[int, psutil.Process] = {}

@@ -11,12 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from vigil.api import create_api, install_service
-from vigil.auth import InMemoryKeyStore, install_key_store
 from vigil.db.migrate import head_revision, upgrade_async
-from vigil.local_graph import LocalGraph
-from vigil.policy import DecisionPolicy
-from vigil.ratelimit import InMemoryRateLimiter, RateLimit, install_rate_limiter
+from vigil.decision.local_graph import LocalGraph
+from vigil.decision.policy import DecisionPolicy
+from vigil.gateway.api import create_api, install_service
+from vigil.gateway.auth import InMemoryKeyStore, install_key_store
+from vigil.gateway.ratelimit import InMemoryRateLimiter, RateLimit, install_rate_limiter
 from vigil.service import VigilService
 
 ADMIN_KEY, CLIENT_KEY, ANALYST_KEY = "adm-" + "a" * 32, "cli-" + "c" * 32, "ana-" + "n" * 32
@@ -24,7 +24,7 @@ ADMIN_KEY, CLIENT_KEY, ANALYST_KEY = "adm-" + "a" * 32, "cli-" + "c" * 32, "ana-
 
 @pytest.fixture(params=[True, False], ids=["fast-path", "fastapi-only"])
 async def client(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
-    """Every test runs with and without :class:`vigil.api.ScreenFastPath`: same answers."""
+    """Every test runs with and without :class:`vigil.gateway.api.ScreenFastPath`: same answers."""
     async with _client(tmp_path, fast_path=request.param) as c:
         yield c
 
@@ -250,6 +250,138 @@ async def test_malformed_and_oversized_bodies(client: httpx.AsyncClient) -> None
     assert missing.status_code == 404 and "99999" in missing.json()["detail"]
 
 
+BEYOND_BIGINT = 2**63  # one past the largest id a BIGINT column (and SQLite's INTEGER) holds
+_KYC_FILES = [("document", ("doc.jpg", b"not an image")), ("selfie", ("me.jpg", b"not an image"))]
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "kwargs", "field"),
+    [
+        ("GET", f"/v1/transactions/{BEYOND_BIGINT}", {}, "path.transaction_id"),
+        ("GET", f"/v1/users/{BEYOND_BIGINT}/transactions", {}, "path.user_id"),
+        ("GET", "/v1/alerts", {"params": {"user_id": BEYOND_BIGINT}}, "query.user_id"),
+        ("GET", "/v1/alerts", {"params": {"after_id": BEYOND_BIGINT}}, "query.after_id"),
+        ("GET", "/v1/alerts/stream", {"params": {"user_id": BEYOND_BIGINT}}, "query.user_id"),
+        (
+            "GET",
+            "/v1/alerts/stream",
+            {"headers": {"Last-Event-ID": str(BEYOND_BIGINT)}},
+            "header.last-event-id",
+        ),
+        ("GET", "/v1/review", {"params": {"after_id": BEYOND_BIGINT}}, "query.after_id"),
+        ("GET", "/v1/blacklist", {"params": {"after_id": BEYOND_BIGINT}}, "query.after_id"),
+        ("DELETE", f"/v1/blacklist/{BEYOND_BIGINT}", {}, "path.entry_id"),
+        ("POST", f"/v1/review/{BEYOND_BIGINT}/claim", {}, "path.case_id"),
+        ("POST", f"/v1/review/{BEYOND_BIGINT}/resolve", {"json": {"resolution": "fraud"}}, "path.case_id"),
+        ("GET", f"/v1/kyc/submissions/{BEYOND_BIGINT}", {}, "path.submission_id"),
+        (
+            "POST",
+            "/v1/kyc/submissions",
+            {"data": {"user_id": str(BEYOND_BIGINT)}, "files": _KYC_FILES},
+            "body.user_id",
+        ),
+        ("POST", "/v1/accounts", {"json": {"user_id": BEYOND_BIGINT, "currency": "EUR"}}, "body.user_id"),
+        (
+            "POST",
+            "/v1/transactions",
+            {"json": _tx({"user_id": 1, "account_id": 1, "merchant_id": BEYOND_BIGINT})},
+            "body.merchant_id",
+        ),
+    ],
+)
+async def test_an_id_beyond_the_bigint_range_is_a_422_naming_the_field(
+    client: httpx.AsyncClient, method: str, url: str, kwargs: dict[str, object], field: str
+) -> None:
+    """Was a 500 (the driver's overflow) on 8 routes, found by Schemathesis (issue 32)."""
+    response = await client.request(method, url, **kwargs)  # type: ignore[arg-type]
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "validation_error"
+    assert f"{field}: Input should be less than or equal to {BEYOND_BIGINT - 1}" in response.json()["detail"]
+
+
+async def test_the_largest_id_reaches_the_database_and_is_simply_not_found(client: httpx.AsyncClient) -> None:
+    largest = BEYOND_BIGINT - 1
+    missing = await client.get(f"/v1/transactions/{largest}")
+    assert missing.status_code == 404 and str(largest) in missing.json()["detail"]
+    assert (await client.get("/v1/alerts", params={"user_id": largest, "after_id": largest})).json() == []
+    unknown = await client.post("/v1/accounts", json={"user_id": largest, "currency": "EUR"})
+    assert unknown.status_code == 422 and unknown.json()["error"] == "unknown_reference", unknown.text
+
+
+async def test_every_id_in_the_openapi_document_states_its_bounds(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    transaction = spec["paths"]["/v1/transactions/{transaction_id}"]["get"]["parameters"][0]["schema"]
+    assert (transaction["minimum"], transaction["maximum"]) == (1, BEYOND_BIGINT - 1)
+    after_id = next(p for p in spec["paths"]["/v1/review"]["get"]["parameters"] if p["name"] == "after_id")
+    assert (after_id["schema"]["minimum"], after_id["schema"]["maximum"]) == (0, BEYOND_BIGINT - 1)
+    # FastAPI writes the bounds of body fields as doubles: 2**63 - 1 comes out as 2**63
+    user_id = spec["components"]["schemas"]["AccountCreate"]["properties"]["user_id"]
+    assert float(user_id["maximum"]) == float(BEYOND_BIGINT - 1)
+
+
+async def test_unstorable_text_and_a_malformed_last_event_id_are_422s(client: httpx.AsyncClient) -> None:
+    """PostgreSQL refuses NUL in text (a 500 there, found by Schemathesis); the stream's
+    Last-Event-ID was read with int() (a 500 on anything but digits)."""
+    nul = await client.post("/v1/devices", json={"fingerprint": "ab\u0000cd", "os": "android"})
+    assert nul.status_code == 422 and "body.fingerprint: Value error, text must not contain NUL" in nul.text
+    resume = await client.get("/v1/alerts/stream", headers={"Last-Event-ID": "latest"})
+    assert resume.status_code == 422 and "header.last-event-id" in resume.json()["detail"]
+
+
+async def test_a_timestamp_outside_1970_to_2200_is_a_422_naming_the_field(client: httpx.AsyncClient) -> None:
+    """Year 0 in UTC was a 500 (an OverflowError converting it); a year-1 or year-9999 event time
+    or user creation time made the scoring graph fail, a 503 that a retry could never cure."""
+    ids = await _world(client)
+    reason = "timestamp must be from 1970-01-01 to before 2200-01-01"
+    year_zero = {
+        "kind": "ip",
+        "value": "203.0.113.9",
+        "reason": "r",
+        "expires_at": "0001-01-01T00:43:51+15:10",
+    }
+    for response, field in [
+        (await client.post("/v1/blacklist", json=year_zero), "body.expires_at"),
+        (
+            await client.post("/v1/transactions", json=_tx(ids, created_at="9999-12-31T23:59:59Z")),
+            "body.created_at",
+        ),
+        (
+            await client.post("/v1/transactions", json=_tx(ids, created_at="0001-01-01T00:00:00Z")),
+            "body.created_at",
+        ),
+        (
+            await client.post(
+                "/v1/users",
+                json={
+                    "full_name": "B",
+                    "country": "GB",
+                    "home_lat": 0,
+                    "home_lon": 0,
+                    "created_at": "0001-01-01T00:00:00Z",
+                },
+            ),
+            "body.created_at",
+        ),
+    ]:
+        assert response.status_code == 422, response.text
+        assert f"{field}: Value error, {reason}" in response.json()["detail"]
+    edge = await client.post("/v1/transactions", json=_tx(ids, created_at="1970-01-01T00:00:00Z"))
+    assert edge.status_code == 201, edge.text
+
+
+async def test_an_alert_stream_ends_after_max_seconds_not_after_a_whole_poll(
+    client: httpx.AsyncClient,
+) -> None:
+    import time
+
+    from vigil.gateway.api import ALERT_POLL_S
+
+    started = time.perf_counter()
+    response = await client.get("/v1/alerts/stream", params={"max_seconds": 0.05})
+    assert response.status_code == 200 and response.text.startswith(": connected")
+    assert time.perf_counter() - started < ALERT_POLL_S  # was ALERT_POLL_S at least: it slept a full poll
+
+
 async def test_authentication_roles_and_rate_limits(client: httpx.AsyncClient) -> None:
     ids = await _world(client)
     anonymous = await client.post("/v1/transactions", json=_tx(ids), headers={"Authorization": ""})
@@ -372,7 +504,7 @@ async def test_metrics_count_outcomes(client: httpx.AsyncClient) -> None:
 
 
 async def test_the_fast_path_answers_exactly_as_the_fastapi_route(tmp_path: Path) -> None:
-    """The same requests to an app with :class:`vigil.api.ScreenFastPath` and one without:
+    """The same requests to an app with :class:`vigil.gateway.api.ScreenFastPath` and one without:
     same status, JSON body (but for timings) and headers, good and bad requests alike."""
     (tmp_path / "fast").mkdir()
     (tmp_path / "plain").mkdir()

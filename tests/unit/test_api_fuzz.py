@@ -14,12 +14,12 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vigil.api import create_api, install_service
-from vigil.auth import InMemoryKeyStore, install_key_store
 from vigil.db.migrate import upgrade_async
-from vigil.local_graph import LocalGraph
-from vigil.policy import DecisionPolicy
-from vigil.ratelimit import InMemoryRateLimiter, RateLimit, install_rate_limiter
+from vigil.decision.local_graph import LocalGraph
+from vigil.decision.policy import DecisionPolicy
+from vigil.gateway.api import create_api, install_service
+from vigil.gateway.auth import InMemoryKeyStore, install_key_store
+from vigil.gateway.ratelimit import InMemoryRateLimiter, RateLimit, install_rate_limiter
 from vigil.service import VigilService
 
 KEY = "fuzz-" + "k" * 32

@@ -1,4 +1,4 @@
-"""API keys, roles and the FastAPI dependency (401/403 as JSON, like vigil.api)."""
+"""API keys, roles and the FastAPI dependency (401/403 as JSON, like vigil.gateway.api)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI
 
-from vigil.auth import (
+from vigil.gateway.auth import (
     InMemoryKeyStore,
     Principal,
     generate_key,

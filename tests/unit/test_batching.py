@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from vigil.batching import MicroBatcher
+from vigil.infra.batching import MicroBatcher
 
 
 async def test_concurrent_callers_share_batches_and_get_their_own_results() -> None:
@@ -96,7 +96,7 @@ async def test_batches_grow_with_load_on_a_busy_loop() -> None:
 
 
 async def test_a_full_queue_refuses_at_once_and_admits_again_when_it_drains() -> None:
-    from vigil.batching import QueueFull
+    from vigil.infra.batching import QueueFull
 
     release = asyncio.Event()
 

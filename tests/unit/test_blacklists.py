@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from vigil.blacklists import LatestRevision, RevisionWatch, StoredCopy, behind, stored_revision
+from vigil.decision.local_graph import LocalGraph
+from vigil.decision.policy import DecisionPolicy
 from vigil.errors import Conflict, InvalidRequest, NotFound
 from vigil.features.events import TransactionEvent
-from vigil.local_graph import LocalGraph
-from vigil.policy import DecisionPolicy
 from vigil.schemas import BlacklistCreate
 from vigil.service import VigilService
-from vigil.velocity import Observation
+from vigil.state.blacklists import LatestRevision, RevisionWatch, StoredCopy, behind, stored_revision
+from vigil.state.velocity import Observation
 
 
 class Table:

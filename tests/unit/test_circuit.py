@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from vigil.circuit import ScorerCircuit
+from vigil.decision.circuit import ScorerCircuit
 
 
 class FakeScorer:

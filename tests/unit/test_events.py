@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from vigil.events import (
+from vigil.decision.rules import RuleHit
+from vigil.events.bus import (
     STREAM_DECISIONS,
     STREAMS,
     EventBus,
@@ -21,7 +22,6 @@ from vigil.events import (
     decode_event,
     encode_event,
 )
-from vigil.rules import RuleHit
 
 
 class FakeClock:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from vigil.heap import YOUNG_THRESHOLD, freeze_heap, settle_heap
+from vigil.infra.heap import YOUNG_THRESHOLD, freeze_heap, settle_heap
 
 
 class _Node:

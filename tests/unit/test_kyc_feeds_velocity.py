@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from vigil.local_graph import LocalGraph
-from vigil.policy import DecisionPolicy
+from vigil.decision.local_graph import LocalGraph
+from vigil.decision.policy import DecisionPolicy
 from vigil.service import VigilService
 
 

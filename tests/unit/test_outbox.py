@@ -19,10 +19,10 @@ from vigil.db import repository as repo
 from vigil.db.engine import BatchDb
 from vigil.db.migrate import upgrade_async
 from vigil.db.models import EventOutbox
-from vigil.events import STREAM_ALERTS, STREAM_DECISIONS, STREAM_REVIEW, InMemoryEventBus
-from vigil.local_graph import LocalGraph
-from vigil.outbox import EventRelay
-from vigil.policy import DecisionPolicy
+from vigil.decision.local_graph import LocalGraph
+from vigil.decision.policy import DecisionPolicy
+from vigil.events.bus import STREAM_ALERTS, STREAM_DECISIONS, STREAM_REVIEW, InMemoryEventBus
+from vigil.events.outbox import EventRelay
 from vigil.service import VigilService
 
 

@@ -10,9 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from vigil.policy import DEFAULT_FRAUD_CUTOFFS, Decision, DecisionPolicy, PolicyThresholds, explain_cutoff
-from vigil.registry import LoadedModel
-from vigil.rules import RuleHit
+from vigil.decision.policy import (
+    DEFAULT_FRAUD_CUTOFFS,
+    Decision,
+    DecisionPolicy,
+    PolicyThresholds,
+    explain_cutoff,
+)
+from vigil.decision.rules import RuleHit
+from vigil.models.registry import LoadedModel
 
 POLICY = DecisionPolicy(PolicyThresholds(fraud_review=0.5, fraud_block=0.9, anomaly_review=0.8))
 

@@ -10,8 +10,8 @@ from fastapi import Depends, FastAPI
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vigil.auth import InMemoryKeyStore, Principal, generate_key, install_key_store, require_role
-from vigil.ratelimit import InMemoryRateLimiter, RateLimit, install_rate_limiter, rate_limited, take
+from vigil.gateway.auth import InMemoryKeyStore, Principal, generate_key, install_key_store, require_role
+from vigil.gateway.ratelimit import InMemoryRateLimiter, RateLimit, install_rate_limiter, rate_limited, take
 
 
 def test_burst_then_refill_with_retry_after() -> None:

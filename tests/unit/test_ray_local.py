@@ -9,6 +9,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 
 def _run(code: str) -> str:
     done = subprocess.run(
@@ -168,3 +170,27 @@ def test_the_patched_replica_module_does_not_share_a_port_another_process_listen
         """
     )
     assert out.startswith("refused: [Errno 98]"), out
+
+
+def test_the_patches_refuse_a_ray_version_they_were_not_written_for() -> None:
+    from vigil.infra.ray_local import PATCHED_RAY, UnsupportedRayVersion, check_ray_version
+
+    check_ray_version()  # the installed Ray is the one the patches fit
+    check_ray_version(PATCHED_RAY)
+    with pytest.raises(UnsupportedRayVersion, match=r"Ray 2\.61\.0 is installed.*PATCHED_RAY"):
+        check_ray_version("2.61.0")
+
+
+def test_a_replica_module_without_the_patched_function_fails_loudly() -> None:
+    out = _run(
+        """
+        import types
+        from vigil.infra import ray_local
+        stub = types.ModuleType("ray.serve._private.replica")
+        try:
+            ray_local._patch_replica(stub)
+        except ray_local.UnsupportedRayVersion as exc:
+            print("refused:", exc)
+        """
+    )
+    assert out.startswith("refused: ray.serve._private.replica has no add_port_to_grpc_server"), out

@@ -7,11 +7,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vigil.rules import Blacklist, BlacklistItem, RuleConfigError, RuleHit, RuleSet
+from vigil.decision.rules import Blacklist, BlacklistItem, RuleConfigError, RuleHit, RuleSet
+from vigil.features import spec
 
 AT = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 TX: dict[str, Any] = {
@@ -117,7 +119,6 @@ def test_non_numeric_feature_is_an_error(bad: Any) -> None:
 def test_numeric_types_are_accepted() -> None:
     for value in (True, 30, 30.0, Decimal("30")):
         assert one(velocity(), {"txn_count_1h_by_user": value}).outcome in {"none", "block"}
-    np = pytest.importorskip("numpy")
     assert one(velocity(), {"txn_count_1h_by_user": np.int64(30)}).outcome == "block"
     assert one(velocity(), {"txn_count_1h_by_user": np.float32(12)}).outcome == "review"
 
@@ -274,7 +275,6 @@ def test_default_rules_load_and_read_only_known_features() -> None:
     rules = RuleSet.default()
     assert rules.version
     assert all("@" in rule_id for rule_id in rules.rule_ids)
-    spec = pytest.importorskip("vigil.features.spec")
     assert rules.missing_features(spec.FEATURE_NAMES) == []
 
 

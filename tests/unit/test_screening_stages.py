@@ -8,11 +8,11 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from vigil.decision.local_graph import LocalGraph
+from vigil.decision.policy import DecisionPolicy
+from vigil.decision.screening import Scored
 from vigil.features.events import TransactionEvent
-from vigil.local_graph import LocalGraph
-from vigil.policy import DecisionPolicy
 from vigil.schemas import TransactionCreate
-from vigil.screening import Scored
 from vigil.service import VigilService
 
 

@@ -41,7 +41,7 @@ def test_a_demo_dataset_of_another_size_is_refused_with_a_clear_error(
 
     import typer
 
-    from vigil.cli import _demo_dataset
+    from cli.main import _demo_dataset
 
     data = tmp_path / "demo-data"
     data.mkdir()

@@ -10,12 +10,12 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from vigil.db.engine import create_engine
+from vigil.decision.local_graph import LocalGraph
+from vigil.decision.policy import DecisionPolicy
 from vigil.features.events import TransactionEvent
-from vigil.local_graph import LocalGraph
-from vigil.policy import DecisionPolicy
 from vigil.schemas import AccountCreate, MerchantCreate, TransactionCreate, UserCreate
 from vigil.service import VigilService
-from vigil.velocity import Observation, VelocityShard, shard_of_user
+from vigil.state.velocity import Observation, VelocityShard, shard_of_user
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

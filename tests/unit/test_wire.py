@@ -7,10 +7,10 @@ import math
 import pickle
 from datetime import UTC, datetime, timedelta
 
+from vigil.decision.rules import RuleHit
+from vigil.decision.screening import Scored
 from vigil.features.events import TransactionEvent, from_ns
-from vigil.rules import RuleHit
-from vigil.screening import Scored
-from vigil.velocity import Observation, VelocityShard
+from vigil.state.velocity import Observation, VelocityShard
 
 NOW = datetime(2026, 11, 30, 21, 7, 5, 123456, tzinfo=UTC)
 PLAIN = (int, float, str, bool, type(None))

@@ -4,10 +4,10 @@ Each is wrapped in :class:`SupervisedModel`, which adds a calibrator fitted on a
 (so ``predict_proba`` is a probability the decision thresholds can be costed against) and per-row
 feature contributions for explanations.
 
-Ray Train note (measured on this 2-core box): reporting to Ray Train every boosting round made a
-200k-row fit take 123 s, ~100 s of it ``train.report`` waiting on the controller's 2 s poll
-(``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``). :func:`fit_xgboost_ray` therefore reports once, at the end,
-unless ``report_every`` asks for progress.
+Ray Train note: each ``train.report`` waits for the controller's next poll
+(``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``), so reporting every boosting round made a fit spend most
+of its time waiting (docs/training.md). :func:`fit_xgboost_ray` therefore reports once, at the
+end, unless ``report_every`` asks for progress.
 """
 
 from __future__ import annotations

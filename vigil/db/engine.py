@@ -72,10 +72,10 @@ class WalCheckpointer:
     """Checkpoints a SQLite database's write-ahead log from its own thread and connection.
 
     By default the connection whose commit takes the WAL past 1000 pages copies the log into the
-    database file and syncs it, inside that commit. Measured on this machine's disk at 300
-    decisions/s: one batch's write every few seconds took 0.24-0.49 s instead of ~5 ms, and every
-    request queued behind it (a 20 s open-loop round with one such stall: p99 434 ms; rounds
-    without: 85-120 ms). Here a ``PASSIVE`` checkpoint runs every ``interval_s`` beside the
+    database file and syncs it, inside that commit. Under a steady stream of decisions that made
+    one batch's write every few seconds many times slower than the others, and every request
+    queued behind it waited too: the worst tail latencies (docs/storage-and-events.md). Here a
+    ``PASSIVE`` checkpoint runs every ``interval_s`` beside the
     writer (SQLite lets a checkpoint and a writer work at once in WAL mode; ``sqlite3`` releases
     the GIL meanwhile), and the writer's own threshold is raised to
     :data:`WRITER_AUTOCHECKPOINT_PAGES` as a safety net. Durability is unchanged: a commit is in

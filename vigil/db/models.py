@@ -285,7 +285,7 @@ class KycSubmission(SQLModel, table=True):
 
 class EventOutbox(SQLModel, table=True):
     """Events owed to the bus: one row per screened batch, written in the batch's own database
-    transaction (see :mod:`vigil.outbox`). The row goes once the batch's events are published;
+    transaction (see :mod:`vigil.events.outbox`). The row goes once the batch's events are published;
     a row still here at ``due_at`` is republished by a relay (at least once)."""
 
     __tablename__ = "event_outbox"

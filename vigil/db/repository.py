@@ -199,9 +199,9 @@ async def lock_blacklist(session: AsyncSession) -> None:
     """Keep other writers off the blacklist until this transaction ends (readers go on).
 
     Without it two adds of one value at once (two requests, two Ingress replicas) both find no
-    active span and both insert: measured on PostgreSQL, 8 concurrent adds stored 8 overlapping
-    spans. It also makes the revision read after a change count exactly that change
-    (:mod:`vigil.blacklists`).
+    active span and both insert, and one value ends up with overlapping spans (concurrent adds
+    on PostgreSQL showed it). It also makes the revision read after a change count exactly that change
+    (:mod:`vigil.state.blacklists`).
     """
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(sa.text("LOCK TABLE blacklist_entries IN SHARE ROW EXCLUSIVE MODE"))
@@ -267,7 +267,7 @@ def missing_references(session: Session, *, items: Sequence[TransactionCreate]) 
 
     Only the columns the checks read are selected (no ORM objects), and the four lookups (users,
     accounts, merchants, devices) are one ``UNION ALL``: this runs for every batch, and on a busy
-    event loop each round trip waits its turn (four queries took ~15 ms of a 300/s batch).
+    event loop each round trip waits its turn (four queries were a visible part of a batch).
     """
     wanted: dict[str, tuple[list[Any], set[int]]] = {
         "user": ([col(User.user_id)], {i.user_id for i in items}),
@@ -327,8 +327,8 @@ def record_decided(
     keys must be distinct within ``items``.
 
     Core executemany INSERTs (ids come back through RETURNING, matched by idempotency key), no
-    ORM objects: the ORM's unit of work cost ~1.6 ms of CPU per transaction here, the largest
-    cost of screening a batch; each statement below compiles once and is cached.
+    ORM objects: the ORM's unit of work was the largest CPU cost of screening a batch; each
+    statement below compiles once and is cached.
     """
     if not items:
         return []

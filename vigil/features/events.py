@@ -66,8 +66,8 @@ class TransactionEvent:
 
     def wire(self) -> EventWire:
         """The event as a tuple of plain values, for a call to another process: pickling one
-        costs ~1/10 of pickling the dataclass (32 events here: 0.05 against 0.54 ms with Ray's
-        cloudpickle, which calls back into Python for every object that is not a builtin)."""
+        costs a fraction of pickling the dataclass (Ray's cloudpickle calls back into Python for
+        every object that is not a builtin)."""
         return (
             self.transaction_id,
             self.user_id,

@@ -1,1 +1,1 @@
-"""Adapters to the outside world that the pure core does not import (Ray start-up)."""
+"""Process plumbing: local Ray on loopback, free ports, micro-batching, periodic tasks, the GC."""

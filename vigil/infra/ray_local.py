@@ -6,12 +6,17 @@ from the network; and Serve replicas open their inter-deployment gRPC server on 
 (hard-coded in ``replica.py``). :func:`init_loopback_ray` keeps the loopback address as given and
 installs :func:`bind_serve_replicas_to_loopback` as the job's worker setup hook, so GCS, raylet,
 workers, agents and replicas all listen on 127.0.0.1 (``tests/integration/test_up.py`` checks).
+
+Those two replica-module patches reach into Ray's private code, so they are tied to the Ray
+version they were written against (:data:`PATCHED_RAY`): on any other version
+:func:`check_ray_version` refuses to start instead of patching code it has never seen.
 """
 
 from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import importlib.metadata
 import os
 import socket
 import sys
@@ -22,10 +27,37 @@ from typing import Any
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _HOOK = "vigil.infra.ray_local.bind_serve_replicas_to_loopback"
 _REPLICA = "ray.serve._private.replica"
+# The Ray release whose private ``replica`` and ``http_util`` modules the patches below were read
+# against. Upgrading Ray means re-reading those modules, then changing this.
+PATCHED_RAY = "2.60.0"
+
+
+class UnsupportedRayVersion(RuntimeError):
+    """The installed Ray is not the one the loopback patches were written for."""
+
+
+def check_ray_version(installed: str | None = None) -> None:
+    """Raise :class:`UnsupportedRayVersion` unless Ray is exactly :data:`PATCHED_RAY`."""
+    version = installed if installed is not None else importlib.metadata.version("ray")
+    if version != PATCHED_RAY:
+        raise UnsupportedRayVersion(
+            f"Ray {version} is installed, but vigil.infra.ray_local patches Serve's private replica "
+            f"module as it is in Ray {PATCHED_RAY}; re-read ray/serve/_private/replica.py and "
+            "http_util.py for the new version, adapt the patches, then update PATCHED_RAY"
+        )
+
+
+def _require(module: ModuleType, *names: str) -> None:
+    missing = [name for name in names if not hasattr(module, name)]
+    if missing:
+        raise UnsupportedRayVersion(
+            f"{module.__name__} has no {', '.join(missing)}: the loopback patches no longer fit this Ray"
+        )
 
 
 def _loopback_grpc_port(replica: ModuleType) -> None:
     """Serve's replica module: its gRPC server listens on 127.0.0.1, not ``[::]``."""
+    _require(replica, "add_port_to_grpc_server")
     original = replica.add_port_to_grpc_server
 
     def loopback(server: Any, address: str) -> int:
@@ -51,13 +83,15 @@ def _reusable_ingress_port(replica: ModuleType) -> None:
     hard-coded in ``replica.py``), so a new Ingress replica could not bind its port while the dead
     one's connections sat in FIN_WAIT/TIME_WAIT (up to 60 s), and Serve then blocked the port for
     good: with the one port of a local ``vigil up``, an Ingress killed under load never came back
-    (benchmarks/SERVING-LOG.md). Serve's own reuse option would also set ``SO_REUSEPORT``, which
-    lets a second live listener share the port: a second ``vigil up`` on the same port then
-    started and took half the connections (measured), so in a process that imports the replica
+    (docs/serving.md). Serve's own reuse option would also set ``SO_REUSEPORT``, which lets a
+    second live listener share the port: a second ``vigil up`` on the same port then started and
+    the kernel split the connections between two systems, so in a process that imports the replica
     module the option sets ``SO_REUSEADDR`` only (Serve's HTTP proxy imports it too, and its one
     socket per node gets the same)."""
     from ray.serve._private import http_util
 
+    _require(replica, "start_asgi_http_server")
+    _require(http_util, "set_socket_reuse_port")
     original = replica.start_asgi_http_server
     http_util.set_socket_reuse_port = _reuse_address_only
 
@@ -69,6 +103,7 @@ def _reusable_ingress_port(replica: ModuleType) -> None:
 
 
 def _patch_replica(replica: ModuleType) -> None:
+    check_ray_version()
     _loopback_grpc_port(replica)
     _reusable_ingress_port(replica)
 
@@ -115,9 +150,9 @@ def bind_serve_replicas_to_loopback() -> None:
     an ingress replica's HTTP socket can take over its port: :func:`_reusable_ingress_port`).
 
     Every worker of the job runs this hook, velocity shards and training tasks too, so it does
-    not import Serve's replica module itself (0.7 s and ~120 MB of RSS per process here,
-    most of a restarted shard's start-up: benchmarks/probe_restart.py): it patches the module
-    when a process imports it, which only Serve replicas do."""
+    not import Serve's replica module itself (a heavy import, and a large part of a restarted
+    shard's start-up: benchmarks/probe_restart.py takes one apart): it patches the module when a
+    process imports it, which only Serve replicas do."""
     if _REPLICA in sys.modules:
         _patch_replica(sys.modules[_REPLICA])
     elif not any(isinstance(f, _PatchOnImport) and f.name == _REPLICA for f in sys.meta_path):
@@ -126,12 +161,14 @@ def bind_serve_replicas_to_loopback() -> None:
 
 def init_loopback_ray(*, num_cpus: int | None = None, host: str = "127.0.0.1", **kwargs: Any) -> None:
     """``ray.init`` for a new local cluster whose every server listens on ``host`` (loopback by
-    default), without the dashboard (about 1 GB of RSS a 2-core box cannot spare)."""
+    default), without the dashboard (memory a small machine would rather give to serving)."""
+    check_ray_version()
     import ray
     import ray._private.services as services
 
     runtime_env: dict[str, Any] = dict(kwargs.pop("runtime_env", None) or {})
     if host in LOOPBACK:
+        _require(services, "resolve_ip_for_localhost")
         services.resolve_ip_for_localhost = lambda address: address  # type: ignore[assignment]
         # Inherited by every task and actor of this job, Serve's controller and replicas too.
         runtime_env.setdefault("worker_process_setup_hook", _HOOK)

@@ -170,11 +170,10 @@ class IsolationForestDetector(Detector):
 class PackedIsolationForest:
     """A fitted scikit-learn ``IsolationForest`` as flat arrays, walked for all trees at once.
 
-    scikit-learn scores tree by tree (``tree.apply`` per estimator, through joblib): ~12 ms per
-    call whatever the number of rows, the largest cost of a serving micro-batch. Here every
+    scikit-learn scores tree by tree (``tree.apply`` per estimator, through joblib): a fixed cost
+    per call whatever the number of rows, the largest cost of a serving micro-batch. Here every
     tree's nodes are one array and a batch descends all trees together, one numpy step per level
-    (isolation trees are at most ``ceil(log2(max_samples))`` deep): ~0.1 ms for one row, ~0.5 ms
-    for 32. Returns PyOD's ``IForest.decision_function`` (higher = more anomalous); equal to it
+    (isolation trees are at most ``ceil(log2(max_samples))`` deep). Returns PyOD's ``IForest.decision_function`` (higher = more anomalous); equal to it
     up to float summation order (``tests/unit/training/test_models_anomaly.py``).
     """
 

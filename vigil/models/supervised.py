@@ -53,7 +53,7 @@ class Calibrator:
             return np.asarray(raw, dtype=np.float64)
         if self.method == "isotonic":
             # IsotonicRegression.predict with out_of_bounds="clip" is this linear interpolation
-            # between its thresholds (clamped at the ends), without ~0.3 ms of input checks.
+            # between its thresholds (clamped at the ends), without its per-call input checks.
             model = self.model_
             return np.interp(np.asarray(raw, dtype=np.float64), model.X_thresholds_, model.y_thresholds_)
         return np.asarray(self.model_.predict_proba(_logit(raw)[:, None])[:, 1], dtype=np.float64)
@@ -75,7 +75,7 @@ class SupervisedModel:
     ``estimator`` is an ``xgboost.Booster``, a ``lightgbm.Booster`` or a scikit-learn forest.
     Contributions (``contributions``/``explain``) are exact TreeSHAP values in log-odds before
     calibration, for XGBoost and LightGBM; the forest has none (``explain`` returns None). For
-    XGBoost they come from :class:`vigil.models.treeshap.TreeShap` (the same values, 2-4x less
+    XGBoost they come from :class:`vigil.models.treeshap.TreeShap` (the same values for less
     CPU, ``make bench-explain``), built on first use and not pickled; XGBoost's own where that does not apply.
     """
 
@@ -96,7 +96,7 @@ class SupervisedModel:
 
     def prepare_explainer(self) -> None:
         """Build what :meth:`contributions` needs now (serving calls this at load, not at the
-        first flagged transaction; 0.2-0.3 s for a model shaped like the demo champion)."""
+        first flagged transaction, which would otherwise wait for the tables to be built)."""
         if self.algorithm == "xgboost" and self._treeshap is None:
             from vigil.models.treeshap import TreeShap
 
@@ -110,7 +110,7 @@ class SupervisedModel:
         """Uncalibrated score in [0, 1] (the estimator's own probability)."""
         check_columns(X, self.feature_names_)
         if self.algorithm == "xgboost":
-            # float32 is what XGBoost compares anyway; a DataFrame costs ~3.5 ms more per call
+            # float32 is what XGBoost compares anyway; a DataFrame costs a conversion per call
             values = X.to_numpy(dtype=np.float32)
             return np.asarray(
                 self.estimator.inplace_predict(values, validate_features=False), dtype=np.float64

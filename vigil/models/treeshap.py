@@ -3,8 +3,7 @@ Yang 2021, arXiv:2109.09847), vectorised over rows and leaves with numpy.
 
 Why: reason codes need each flagged transaction's top feature contributions, and XGBoost's own
 ``pred_contribs`` (path-dependent TreeSHAP, O(leaves x depth^2) per row, one thread) was the
-largest cost of a scoring batch (7.8 ms for 14 rows of the demo champion, 102 trees of depth
-6; ``make bench-explain`` compares the two).
+largest cost of a scoring batch (``make bench-explain`` compares the two).
 The values are the same (path-dependent TreeSHAP, cover-weighted); only the work is arranged
 differently: what depends on the model alone is computed once per model, so a row costs
 O(leaves x depth).
@@ -38,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
-#: Table size cap (float64 entries; 8M = 64 MB). The demo champion needs 0.68M (5.2 MB).
+#: Table size cap (float64 entries; 8M = 64 MB). Deeper trees than this allows keep XGBoost's own.
 MAX_TABLE_ENTRIES = 8_000_000
-#: Rows per pass: the working arrays (pairs x rows) stay in cache (64 rows at once cost ~4x 32).
+#: Rows per pass: small enough that the working arrays (pairs x rows) stay in cache.
 CHUNK_ROWS = 32
 
 

@@ -80,7 +80,7 @@ def test_train_supervised_on_ray_with_early_stopping(local_ray: None, matrix: Fe
 def test_tune_asha_four_trials_and_register(local_ray: None, matrix: FeatureMatrix, tmp_path: Path) -> None:
     from training.train import run_training
     from training.tune import config_to_params, run_tune
-    from vigil import registry
+    from vigil.models import registry
 
     best, results = run_tune(
         matrix,

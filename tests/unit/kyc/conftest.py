@@ -1,29 +1,29 @@
-"""Shared fixtures for KYC unit tests: real images from the shared data folder, models built once."""
+"""Shared fixtures for KYC unit tests: real images from ``tests/data/kyc``, the engine built once with
+the models shipped in the package."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from kyc.config import KycConfig
+from kyc.config import PACKAGED_MODEL_DIR, KycConfig
 
-SHARED = Path(
-    os.environ.get("VIGIL_SHARED_DATA", Path(__file__).resolve().parents[3] / ".." / "shared" / "data")
-)
+#: The KYC test images (origins and licences in its README.md); part of the repository.
+KYC_DATA = Path(__file__).resolve().parents[2] / "data" / "kyc"
 
 
-def shared(*parts: str) -> Path:
-    path = SHARED.joinpath(*parts)
+def kyc_data(*parts: str) -> Path:
+    """A path under ``tests/data/kyc``; a missing file fails the test (the data ships with the tests)."""
+    path = KYC_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"shared test data missing: {path}")
+        pytest.fail(f"KYC test data missing: {path} (it is part of the repository: see {KYC_DATA}/README.md)")
     return path
 
 
 @pytest.fixture(scope="session")
 def config() -> KycConfig:
-    return KycConfig(model_dir=shared("models"))
+    return KycConfig(model_dir=PACKAGED_MODEL_DIR)
 
 
 @pytest.fixture(scope="session")

@@ -12,18 +12,19 @@ from kyc.attacks import ATTACKS, pad_report
 from kyc.face import FaceOutcome
 from kyc.liveness import Challenge, check_active
 
-from .conftest import shared
+from .conftest import kyc_data
 
 
 @pytest.fixture(scope="module")
 def encodings(engine):  # type: ignore[no-untyped-def]
     out = []
-    for path in sorted(shared("faces").glob("*/*.jp*g")):
+    for path in sorted(kyc_data("faces").glob("*/*.jp*g")):
         if path.parent.name == "_multi":
             continue
         a = engine.faces.analyze(cv2.imread(str(path)))
         assert a.outcome is FaceOutcome.OK, (path, a.outcome)
         out.append((path.parent.name, path.name, a.encoding))
+    assert len(out) == 11, [n for _, n, _ in out]  # tests/data/kyc/README.md: 11 photos of 5 people
     return out
 
 
@@ -36,12 +37,14 @@ def test_all_pairs(engine, encodings) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.mark.slow
 def test_multi_face_images(engine) -> None:  # type: ignore[no-untyped-def]
-    for path in shared("faces", "_multi").glob("*.jpg"):
+    paths = sorted(kyc_data("faces", "_multi").glob("*.jpg"))
+    assert len(paths) == 2, paths
+    for path in paths:
         assert engine.faces.analyze(cv2.imread(str(path))).outcome is FaceOutcome.SEVERAL_FACES
 
 
 def test_bad_photos_are_outcomes(engine) -> None:  # type: ignore[no-untyped-def]
-    img = cv2.imread(str(shared("liveness", "image_T1.jpg")))
+    img = cv2.imread(str(kyc_data("liveness", "image_T1.jpg")))
     assert engine.faces.analyze(np.full((300, 300, 3), 127, np.uint8)).outcome is FaceOutcome.NO_FACE
     assert engine.faces.analyze(cv2.resize(img, (120, 160))).outcome is FaceOutcome.FACE_TOO_SMALL
     assert engine.faces.analyze(cv2.GaussianBlur(img, (0, 0), 6)).outcome in (
@@ -54,13 +57,13 @@ def test_bad_photos_are_outcomes(engine) -> None:  # type: ignore[no-untyped-def
     ("name", "live"), [("image_T1.jpg", True), ("image_F1.jpg", False), ("image_F2.jpg", False)]
 )
 def test_passive_liveness(engine, name: str, live: bool) -> None:  # type: ignore[no-untyped-def]
-    img = cv2.imread(str(shared("liveness", name)))
+    img = cv2.imread(str(kyc_data("liveness", name)))
     r = engine.liveness.check(img, engine.faces.analyze(img))
     assert r.live is live, r
 
 
 def test_repeated_still_fails_active_challenge(engine) -> None:  # type: ignore[no-untyped-def]
-    img = cv2.imread(str(shared("liveness", "image_T1.jpg")))
+    img = cv2.imread(str(kyc_data("liveness", "image_T1.jpg")))
     frames = [engine.faces.analyze(img, landmarks=True)] * 4
     for ch in Challenge:
         assert not check_active(frames, ch, engine.config).passed
@@ -68,8 +71,8 @@ def test_repeated_still_fails_active_challenge(engine) -> None:  # type: ignore[
 
 @pytest.mark.slow
 def test_pad_error_rates(engine) -> None:  # type: ignore[no-untyped-def]
-    paths = [p for p in sorted(shared("faces").glob("*/*.jp*g")) if p.parent.name != "_multi"]
-    paths.append(shared("liveness", "image_T1.jpg"))
+    paths = [p for p in sorted(kyc_data("faces").glob("*/*.jp*g")) if p.parent.name != "_multi"]
+    paths.append(kyc_data("liveness", "image_T1.jpg"))
     bona, attacks = [], {k: [] for k in ATTACKS}
     for i, p in enumerate(paths):
         img = cv2.imread(str(p))

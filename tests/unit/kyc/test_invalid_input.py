@@ -12,7 +12,7 @@ from kyc.config import KycConfig
 from kyc.errors import InvalidImage
 from kyc.imageio import decode_image
 
-from .conftest import shared
+from .conftest import kyc_data
 
 CFG = KycConfig(max_image_bytes=2_000_000, max_image_pixels=4_000_000)
 
@@ -46,13 +46,13 @@ def test_too_many_bytes_and_pixels() -> None:
 
 
 def test_truncated_jpeg() -> None:
-    data = shared("liveness", "image_T1.jpg").read_bytes()[:200]
+    data = kyc_data("liveness", "image_T1.jpg").read_bytes()[:200]
     with pytest.raises(InvalidImage):
         decode_image(data, CFG)
 
 
 def test_pipeline_raises_only_invalid_image(engine) -> None:  # type: ignore[no-untyped-def]
-    good = shared("liveness", "image_T1.jpg").read_bytes()
+    good = kyc_data("liveness", "image_T1.jpg").read_bytes()
     for frames, doc in [([], good), ([b"junk"], good), ([good], b""), ([good] * 20, good)]:
         with pytest.raises(InvalidImage):
             engine.verify(frames, doc, today=date(2010, 1, 1))

@@ -8,7 +8,7 @@ import pytest
 
 from kyc.pipeline import KycStatus, RiskLevel, risk_from_reasons
 
-from .conftest import shared
+from .conftest import kyc_data
 
 
 def test_risk_mapping() -> None:
@@ -19,8 +19,8 @@ def test_risk_mapping() -> None:
 
 @pytest.mark.slow
 def test_full_submission(engine) -> None:  # type: ignore[no-untyped-def]
-    selfie = shared("liveness", "image_T1.jpg").read_bytes()
-    doc = shared("mrz", "passport-td3.jpg").read_bytes()
+    selfie = kyc_data("liveness", "image_T1.jpg").read_bytes()
+    doc = kyc_data("mrz", "passport-td3.jpg").read_bytes()
     r = engine.verify([selfie] * 3, doc, today=date(2010, 1, 1))
     assert r.document_fields["document_number"] == "L898902C3"
     assert r.liveness_score is not None and r.liveness_score > 0.5

@@ -11,7 +11,7 @@ import pytest
 from training.evaluate import CostConfig, choose_thresholds, evaluate, write_report
 from training.models.data import FeatureMatrix, make_synthetic_matrix
 from training.models.supervised import train_supervised
-from vigil import registry
+from vigil.models import registry
 from vigil.models.anomaly import make_detector
 
 pytestmark = [

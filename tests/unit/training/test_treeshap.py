@@ -6,10 +6,9 @@ import pickle
 
 import numpy as np
 import pytest
+import xgboost as xgb
 
-xgb = pytest.importorskip("xgboost")
-
-from vigil.models.treeshap import TreeShap  # noqa: E402
+from vigil.models.treeshap import TreeShap
 
 
 def _data(rows: int, features: int, *, seed: int = 0, missing: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
@@ -21,7 +20,7 @@ def _data(rows: int, features: int, *, seed: int = 0, missing: float = 0.05) -> 
     return X, y
 
 
-def _booster(params: dict[str, object], rounds: int, X: np.ndarray, y: np.ndarray) -> object:
+def _booster(params: dict[str, object], rounds: int, X: np.ndarray, y: np.ndarray) -> xgb.Booster:
     base = {"objective": "binary:logistic", "nthread": 1, "seed": 0}
     return xgb.train(base | params, xgb.DMatrix(X, label=y), rounds)
 
@@ -90,7 +89,9 @@ def test_supervised_model_uses_it_and_does_not_pickle_it() -> None:
     model = SupervisedModel("xgboost", booster, Calibrator(), names)
     frame = pd.DataFrame(X[:50], columns=list(names))
     expected = booster.predict(xgb.DMatrix(X[:50]), pred_contribs=True)
-    np.testing.assert_allclose(model.contributions(frame), expected, rtol=0, atol=1e-5)
+    contributions = model.contributions(frame)
+    assert contributions is not None
+    np.testing.assert_allclose(contributions, expected, rtol=0, atol=1e-5)
     assert isinstance(model._treeshap, TreeShap)
     restored = pickle.loads(pickle.dumps(model))
     assert restored._treeshap is None  # rebuilt on first use

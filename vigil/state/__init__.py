@@ -1,0 +1,1 @@
+"""Velocity state shards and the blacklist copies they and the rules read."""
