@@ -147,6 +147,8 @@ async def label_events(session: AsyncSession) -> list[LabelEvent]:
         col(Transaction.created_at),
         col(Transaction.merchant_id),
         col(Transaction.device_id),
+        col(Transaction.ip),
+        col(Transaction.user_id),
     ).join(Transaction, col(Transaction.transaction_id) == col(FraudLabel.transaction_id))
     return [
         LabelEvent(
@@ -156,8 +158,10 @@ async def label_events(session: AsyncSession) -> list[LabelEvent]:
             transaction_created_at=created,
             merchant_id=merchant,
             device_id=device,
+            ip=ip,
+            user_id=user,
         )
-        for tid, fraud, labeled, created, merchant, device in (await session.execute(query)).all()
+        for tid, fraud, labeled, created, merchant, device, ip, user in (await session.execute(query)).all()
     ]
 
 

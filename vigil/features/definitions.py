@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from vigil.features.spec import DAY_NS, HOUR_NS, MIN_SPEED_GAP_NS
+from vigil.features.spec import DAY_NS, HOUR_NS, MIN_SPEED_GAP_NS, NIGHT_HOURS_UTC
 
 EARTH_RADIUS_KM = 6371.0088
 #: 1970-01-01 was a Thursday; weekday 0 is Monday.
@@ -46,6 +46,29 @@ def amount_moments(x_cents: Num, n: Num, s1: Num, s2: Num) -> tuple[Num, Num, Nu
     return mean, ratio, z
 
 
+def window_mean(x_cents: Num, n: Num, sum_cents: Num) -> tuple[Num, Num]:
+    """(mean amount in currency units, amount / mean) of a window holding ``n`` prior amounts
+    summing to ``sum_cents``; NaN with an empty window (and the ratio NaN for a zero mean)."""
+    x = np.asarray(x_cents, dtype=np.float64)
+    nf = np.asarray(n, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_c = np.asarray(sum_cents, dtype=np.float64) / nf
+        ok = nf > 0
+        mean = np.where(ok, mean_c / 100.0, np.nan)
+        ratio = np.where(ok & (mean_c != 0), x / mean_c, np.nan)
+    return mean, ratio
+
+
+def utc_day(t_ns: Num) -> Num:
+    """Days since the epoch of ``t_ns`` (floor): the index of its UTC day bucket."""
+    return np.asarray(t_ns, dtype=np.int64) // DAY_NS
+
+
+def bucket_start_ns(t_ns: Num, days: int) -> Num:
+    """Start of a day-bucketed window: 00:00 UTC ``days`` whole days before the day of ``t_ns``."""
+    return (utc_day(t_ns) - days) * DAY_NS
+
+
 def haversine_km(lat1: Num, lon1: Num, lat2: Num, lon2: Num) -> Num:
     """Great-circle distance in km between points in degrees; NaN in, NaN out."""
     p1 = np.radians(np.asarray(lat1, dtype=np.float64))
@@ -76,6 +99,15 @@ def hour_utc(t_ns: Num) -> Num:
 
 def weekday_utc(t_ns: Num) -> Num:
     return (np.asarray(t_ns, dtype=np.int64) // DAY_NS + _EPOCH_WEEKDAY) % 7
+
+
+def is_night_utc(t_ns: Num) -> Num:
+    h = hour_utc(t_ns)
+    return ((h >= NIGHT_HOURS_UTC.start) & (h < NIGHT_HOURS_UTC.stop)).astype(np.int64)
+
+
+def is_weekend_utc(t_ns: Num) -> Num:
+    return (weekday_utc(t_ns) >= 5).astype(np.int64)
 
 
 def label_known_ns(labeled_ns: Num, txn_created_ns: Num) -> Num:

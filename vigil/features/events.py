@@ -105,6 +105,8 @@ class LabelEvent:
     transaction_created_at: TimeLike
     merchant_id: int | None = None
     device_id: int | None = None
+    ip: str | None = None
+    user_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

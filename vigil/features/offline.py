@@ -6,6 +6,11 @@ property test holds the two together). No per-row Python: the table is put in it
 ``searchsorted`` on a combined key ``code * M + time_rank`` (exact, no overflow: both parts are
 below the row count), sums become integer cumulative sums, "distinct users in a window" becomes
 a difference array over the interval in which each prior event still represents its user.
+Day-bucketed windows start at a per-row day boundary (one more ``searchsorted``); a fraud label
+counts in a row's window exactly for the rows of its entity from the moment it is known until
+its transaction's day leaves the window, an interval of the group's rows, so the windowed fraud
+counts are again a difference array; "latest known fraud" is a running maximum over the labels
+sorted by the time they become known.
 
 Inputs that a "bring your own data" table may lack, and what they cost (the column is still
 there, all NaN, so the schema and :data:`FEATURE_VERSION` never change):
@@ -13,16 +18,16 @@ there, all NaN, so the schema and :data:`FEATURE_VERSION` never change):
 =====================  =========================================================================
 missing                features that become NaN
 =====================  =========================================================================
-``device_id``          device_new_90d, users_distinct_*_by_device, *_by_device label risk,
-                       blacklist_hit_by_device
-``ip``                 ip_new_90d, users_distinct_*_by_ip, blacklist_hit_by_ip
+``device_id``          device_new_90d, users_distinct_*_by_device, *_by_device label risk and
+                       windows, blacklist_hit_by_device
+``ip``                 ip_new_90d, users_distinct_*_by_ip, *_by_ip windows, blacklist_hit_by_ip
 ``country``            country_new_90d_by_user
 ``lat``/``lon``        distance_km_prev, speed_kmh_prev, distance_km_home
 ``merchant_id``        *_by_merchant
 ``channel``            channel_code
 ``users`` table        age_days_by_user, kyc_risk_level_by_user, distance_km_home_by_user
 ``merchants`` table    age_days_by_merchant
-``labels`` table       fraud_count/labeled_count/fraud_rate by merchant and device
+``labels`` table       fraud_count/labeled_count/fraud_rate (all and windowed), seconds_since_fraud
 ``blacklist`` table    blacklist_hit_by_*
 =====================  =========================================================================
 
@@ -43,11 +48,15 @@ import pyarrow as pa
 from vigil.features import definitions as d
 from vigil.features.spec import (
     BLACKLIST_KINDS,
+    BUCKET_DAYS,
     CHANNEL_CODES,
+    DAY_NS,
     FEATURE_DTYPES,
     FEATURE_NAMES,
+    FRAUD_RECENCY_KEYS,
     KYC_RISK_CODES,
     NOVELTY_WINDOW_NS,
+    RISK_KEYS,
     WINDOWS_NS,
 )
 
@@ -112,6 +121,8 @@ def compute_features(
     out["amount"] = cents_g / 100.0
     out["hour_utc"] = d.hour_utc(ctx.t)
     out["weekday_utc"] = d.weekday_utc(ctx.t)
+    out["is_night_utc"] = d.is_night_utc(ctx.t)
+    out["is_weekend_utc"] = d.is_weekend_utc(ctx.t)
     if "channel" in keys:
         codes, uniq = keys["channel"]
         out["channel_code"] = _lookup(codes, _map_values(uniq, CHANNEL_CODES))
@@ -127,8 +138,9 @@ def compute_features(
                 out[f"users_distinct_{wname}_by_{kind}"] = _distinct_users(
                     ctx, col, keys[col][0], keys["user_id"][0], WINDOWS_NS[wname]
                 )
+    window_counts = _entity_windows(out, ctx, keys)
     if labels is not None:
-        _label_features(out, ctx, keys, txid_index, _frame(labels))
+        _label_features(out, ctx, keys, txid_index, _frame(labels), window_counts)
     if blacklist is not None:
         _blacklist_features(out, ctx, keys, _frame(blacklist))
 
@@ -175,6 +187,14 @@ class _Context:
         key = (offset, side)
         if key not in self._shifted:
             self._shifted[key] = np.searchsorted(self.t, self.t + offset, side=side)
+        return self._shifted[key]
+
+    def day_start_rank(self, days: int) -> Array:
+        """``rank_of(bucket_start_ns(t, days))`` for every row, in total order (memoised)."""
+        key = (-days, "day")
+        if key not in self._shifted:
+            starts: Array = d.bucket_start_ns(self.t, days)
+            self._shifted[key] = np.searchsorted(self.t, starts, side="left")
         return self._shifted[key]
 
     def groups(self, name: str, codes_g: Array) -> _Groups:
@@ -239,6 +259,11 @@ class _Groups:
         """Per row, the index of the first row of its group with t > t_row + offset."""
         # Needles are sorted: by code, then by time within a code.
         needles = self.code * ctx.m + ctx.shifted_rank(offset, "right")[self.pos]
+        return np.searchsorted(self.key, needles, side="left")
+
+    def first_since_day(self, ctx: _Context, days: int) -> Array:
+        """Per row, the index of the first row of its group in its day-bucketed window of ``days``."""
+        needles = self.code * ctx.m + ctx.day_start_rank(days)[self.pos]
         return np.searchsorted(self.key, needles, side="left")
 
     def first_at_or_after(self, ctx: _Context, offset: int) -> Array:
@@ -335,6 +360,15 @@ def _user_features(
         st = grp.first_after(ctx, -width)
         out.put(f"txn_count_{wname}_by_user", idx - st, pos)
         out.put(f"amount_sum_{wname}_by_user", (cs[idx] - cs[st]) / 100.0, pos)
+        if wname != "1h":
+            mean_w, _ = d.window_mean(cents, idx - st, cs[idx] - cs[st])
+            out.put(f"amount_mean_{wname}_by_user", mean_w, pos)
+    st = grp.first_since_day(ctx, BUCKET_DAYS["30d"])
+    mean30, ratio30 = d.window_mean(cents, idx - st, cs[idx] - cs[st])
+    out.put("txn_count_30d_by_user", idx - st, pos)
+    out.put("amount_sum_30d_by_user", (cs[idx] - cs[st]) / 100.0, pos)
+    out.put("amount_mean_30d_by_user", mean30, pos)
+    out.put("amount_ratio_mean_30d_by_user", ratio30, pos)
     n_prev = idx - grp.start
     s1 = cs[idx] - cs[grp.start]
     sq_total = np.bincount(grp.code, weights=cents.astype(np.float64) ** 2) if n else np.zeros(1)
@@ -454,12 +488,30 @@ def _distinct_users(ctx: _Context, name: str, entity_g: Array, user_g: Array, wi
     return res
 
 
+def _entity_windows(
+    out: _Sink, ctx: _Context, keys: dict[str, tuple[Array, pd.Index]]
+) -> dict[tuple[str, str], Array]:
+    """Day-bucketed transaction counts per merchant, device and IP; returns them (in group order)
+    by ``(key, window)`` for the windowed fraud rates."""
+    counts: dict[tuple[str, str], Array] = {}
+    for kind, col in RISK_KEYS.items():
+        if col not in keys:
+            continue
+        grp = ctx.groups(col, keys[col][0])
+        idx = np.arange(len(grp.pos))
+        for wname, days in BUCKET_DAYS.items():
+            counts[kind, wname] = idx - grp.first_since_day(ctx, days)
+            out.put(f"txn_count_{wname}_by_{kind}", counts[kind, wname].astype(np.float64), grp.pos)
+    return counts
+
+
 def _label_features(
     out: _Sink,
     ctx: _Context,
     keys: dict[str, tuple[Array, pd.Index]],
     txid_index: pd.Index,
     labels: pd.DataFrame,
+    window_counts: dict[tuple[str, str], Array],
 ) -> None:
     row_in = txid_index.get_indexer(labels["transaction_id"].to_numpy(dtype=np.int64))
     labeled_ns = _ns(labels["labeled_at"], "fraud_labels.labeled_at")
@@ -493,6 +545,69 @@ def _label_features(
             ("fraud_rate", d.fraud_rate(n_fraud, n_lab)),
         ):
             out.put(f"{what}_all_by_{kind}", values, grp.pos)
+    is_fraud = fraud == 1
+    f_pos, f_known = lab_pos[is_fraud], known_rank[is_fraud]
+    for kind, col in RISK_KEYS.items():
+        if col in keys:
+            _windowed_fraud(out, ctx, kind, col, keys[col][0], f_pos, f_known, window_counts)
+    for kind, col in FRAUD_RECENCY_KEYS.items():
+        if col in keys:
+            _fraud_recency(out, ctx, kind, col, keys[col][0], f_pos, f_known)
+
+
+def _windowed_fraud(
+    out: _Sink,
+    ctx: _Context,
+    kind: str,
+    col: str,
+    codes: Array,
+    f_pos: Array,
+    f_known: Array,
+    window_counts: dict[tuple[str, str], Array],
+) -> None:
+    """Known frauds among each row's day-bucketed window. Fraud label j counts for the rows of its
+    entity from its known rank on, until its transaction's day leaves the window:
+    ``t_i < (day_j + days + 1) * DAY``; those rows are one interval of the group."""
+    grp = ctx.groups(col, codes)
+    m = len(grp.pos)
+    code = codes[f_pos]
+    keep = code >= 0
+    code, pos, known = code[keep], f_pos[keep], f_known[keep]
+    lo = np.searchsorted(grp.key, code * ctx.m + known, side="left")
+    day = d.utc_day(ctx.t[pos])
+    for wname, days in BUCKET_DAYS.items():
+        end_rank = ctx.rank_of((day + days + 1) * DAY_NS, "left")
+        hi = np.searchsorted(grp.key, code * ctx.m + end_rank, side="left")
+        live = hi > lo
+        diff = np.bincount(lo[live], minlength=m + 1) - np.bincount(hi[live], minlength=m + 1)
+        n_fraud = np.cumsum(diff[:m])
+        count = window_counts[kind, wname]
+        out.put(f"fraud_rate_{wname}_by_{kind}", d.fraud_rate(n_fraud, count), grp.pos)
+
+
+def _fraud_recency(
+    out: _Sink, ctx: _Context, kind: str, col: str, codes: Array, f_pos: Array, f_known: Array
+) -> None:
+    """Seconds since the latest transaction of the row's entity whose fraud label is known: a
+    running maximum of transaction time ranks over the labels in (entity, known rank) order."""
+    grp = ctx.groups(col, codes)
+    code = codes[f_pos]
+    keep = code >= 0
+    code, pos, known = code[keep], f_pos[keep], f_known[keep]
+    if not len(code):
+        out.put(f"seconds_since_fraud_by_{kind}", np.full(len(grp.pos), np.nan), grp.pos)
+        return
+    lkey = code * ctx.m + known
+    srt = np.argsort(lkey, kind="stable")
+    lkey = lkey[srt]
+    # code * m + rank grows with the code, so one running max never crosses into another group.
+    best = np.maximum.accumulate((code * ctx.m + ctx.rank[pos])[srt])
+    hi = np.searchsorted(lkey, grp.key, side="right")
+    lo = np.searchsorted(lkey, grp.code * ctx.m, side="left")
+    has = hi > lo
+    last_rank = np.where(has, best[np.maximum(hi - 1, 0)] - grp.code * ctx.m, 0)
+    secs = np.where(has, d.seconds_between(ctx.t[grp.pos], ctx.t[last_rank]), np.nan)
+    out.put(f"seconds_since_fraud_by_{kind}", secs, grp.pos)
 
 
 def _blacklist_features(

@@ -20,8 +20,10 @@ State lives in three places, because the keys differ:
 - :class:`BlacklistIndex` — small, read-mostly, replicated whole to every actor.
 
 Everything serialises to a JSON-safe dict (``to_dict``/``from_dict``) and to bytes
-(``to_bytes``/``from_bytes``) for actor checkpoints. Memory is bounded by time: windows are deques
-pruned to 7 days, novelty maps to 90 days, distinct-user maps to 7 days; totals are O(1).
+(``to_bytes``/``from_bytes``) for actor checkpoints. Memory is bounded by time: exact windows are
+deques pruned to 7 days, novelty maps to 90 days, distinct-user maps to 7 days; day-bucketed
+windows are a fixed ring of :data:`~vigil.features.spec.RING_DAYS` buckets per user and per
+merchant, device and IP; fraud labels wait in a heap only until they are known; totals are O(1).
 
 Events for one key must arrive in ``(created_at, transaction_id)`` order, which is the order
 the offline path assumes; a late, older event is still scored but against the newer state.
@@ -32,6 +34,7 @@ from __future__ import annotations
 import heapq
 import json
 import zlib
+from array import array
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -47,15 +50,19 @@ from vigil.features.events import (
 )
 from vigil.features.spec import (
     BLACKLIST_KINDS,
+    BUCKET_DAYS,
     CHANNEL_CODES,
     FEATURE_NAMES,
+    FRAUD_RECENCY_KEYS,
     KYC_RISK_CODES,
     NOVELTY_WINDOW_NS,
+    RING_DAYS,
+    RISK_KEYS,
     WINDOWS_NS,
 )
 
 NAN = float("nan")
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 _MAX_WINDOW_NS = max(WINDOWS_NS.values())
 _DISTINCT_WINDOWS_NS = {"24h": WINDOWS_NS["24h"], "7d": WINDOWS_NS["7d"]}
 
@@ -83,6 +90,8 @@ def event_features(event: TransactionEvent) -> Row:
         "amount": cents / 100.0,
         "hour_utc": _f(d.hour_utc(event.t_ns)),
         "weekday_utc": _f(d.weekday_utc(event.t_ns)),
+        "is_night_utc": _f(d.is_night_utc(event.t_ns)),
+        "is_weekend_utc": _f(d.is_weekend_utc(event.t_ns)),
         "channel_code": NAN if event.channel is None else CHANNEL_CODES.get(event.channel, NAN),
     }
 
@@ -115,6 +124,60 @@ class _Window:
         self.total += cents
 
 
+class _DayRing:
+    """Two integer sums per UTC day for the last :data:`RING_DAYS` days, in one flat int64 array.
+
+    ``day`` is the newest day added; slot ``k % RING_DAYS`` holds day ``k`` while
+    ``day - RING_DAYS < k <= day``. Memory is fixed, however many events a day brings.
+    """
+
+    __slots__ = ("cells", "day")
+
+    def __init__(self) -> None:
+        self.day: int | None = None
+        self.cells = array("q", bytes(16 * RING_DAYS))
+
+    def add(self, day: int, a: int, b: int) -> None:
+        """Add ``(a, b)`` to ``day``, moving the ring forward to it (older days fall off)."""
+        if self.day is None or day > self.day:
+            start = day - RING_DAYS + 1 if self.day is None else max(self.day + 1, day - RING_DAYS + 1)
+            for k in range(start, day + 1):
+                i = 2 * (k % RING_DAYS)
+                self.cells[i] = self.cells[i + 1] = 0
+            self.day = day
+        elif day <= self.day - RING_DAYS:
+            return  # older than the ring: outside every window from now on
+        i = 2 * (day % RING_DAYS)
+        self.cells[i] += a
+        self.cells[i + 1] += b
+
+    def bump(self, day: int, b: int) -> None:
+        """Add ``b`` to the second sum of ``day`` if the ring holds it (it never moves the ring)."""
+        if self.day is not None and self.day - RING_DAYS < day <= self.day:
+            self.cells[2 * (day % RING_DAYS) + 1] += b
+
+    def read(self, today: int, days: int) -> tuple[int, int]:
+        """Both sums over days ``today - days .. today``; does not mutate."""
+        if self.day is None:
+            return 0, 0
+        a = b = 0
+        for k in range(max(today - days, self.day - RING_DAYS + 1), min(today, self.day) + 1):
+            i = 2 * (k % RING_DAYS)
+            a += self.cells[i]
+            b += self.cells[i + 1]
+        return a, b
+
+    def to_list(self) -> list[Any]:
+        return [self.day, list(self.cells)]
+
+    @classmethod
+    def from_list(cls, data: list[Any]) -> _DayRing:
+        ring = cls()
+        ring.day = None if data[0] is None else int(data[0])
+        ring.cells = array("q", (int(x) for x in data[1]))
+        return ring
+
+
 def _prune(last_seen: dict[Any, int], edge: int) -> None:
     for k in [k for k, t in last_seen.items() if t <= edge]:
         del last_seen[k]
@@ -134,6 +197,7 @@ class UserState:
         self.user_id = user_id
         self.profile = profile or UserProfile()
         self.windows = {name: _Window(width) for name, width in WINDOWS_NS.items()}
+        self.days = _DayRing()  # per UTC day: (count, sum of cents)
         self.n = 0
         self.s1 = 0  # sum of cents (exact)
         self.s2 = 0  # sum of squared cents (exact, Python int)
@@ -146,11 +210,19 @@ class UserState:
     def features(self, event: TransactionEvent, now: TimeArg = None) -> Row:
         t = event.t_ns if now is None else to_ns(now)
         row: Row = {}
+        cents = int(d.to_cents(event.amount))
         for name, window in self.windows.items():
             count, total = window.read(t)
             row[f"txn_count_{name}_by_user"] = float(count)
             row[f"amount_sum_{name}_by_user"] = total / 100.0
-        cents = int(d.to_cents(event.amount))
+            if name != "1h":
+                row[f"amount_mean_{name}_by_user"] = _f(d.window_mean(cents, count, total)[0])
+        count, total = self.days.read(int(d.utc_day(t)), BUCKET_DAYS["30d"])
+        mean30, ratio30 = d.window_mean(cents, count, total)
+        row["txn_count_30d_by_user"] = float(count)
+        row["amount_sum_30d_by_user"] = total / 100.0
+        row["amount_mean_30d_by_user"] = _f(mean30)
+        row["amount_ratio_mean_30d_by_user"] = _f(ratio30)
         mean, ratio, z = d.amount_moments(cents, float(self.n), float(self.s1), float(self.s2))
         row["txn_count_all_by_user"] = float(self.n)
         row["amount_mean_all_by_user"] = _f(mean)
@@ -184,6 +256,7 @@ class UserState:
         cents = int(d.to_cents(event.amount))
         for window in self.windows.values():
             window.add(t, cents)
+        self.days.add(int(d.utc_day(t)), 1, cents)
         self.n += 1
         self.s1 += cents
         self.s2 += cents * cents
@@ -209,6 +282,7 @@ class UserState:
             "user_id": self.user_id,
             "profile": [_opt_ns(p.created_at), p.home_lat, p.home_lon, p.kyc_risk_level],
             "windows": {k: [list(x) for x in w.items] for k, w in self.windows.items()},
+            "days": self.days.to_list(),
             "moments": [self.n, str(self.s1), str(self.s2)],  # str: JSON readers may cap ints at 2**53
             "last_ns": self.last_ns,
             "last_loc": None if self.last_loc is None else list(self.last_loc),
@@ -226,6 +300,7 @@ class UserState:
             window = state.windows[name]
             window.items = deque((int(t), int(c)) for t, c in items)
             window.total = sum(c for _, c in window.items)
+        state.days = _DayRing.from_list(data["days"])
         n, s1, s2 = data["moments"]
         state.n, state.s1, state.s2 = int(n), int(s1), int(s2)
         state.last_ns = data["last_ns"]
@@ -277,6 +352,52 @@ class _LabelCounter:
         return counter
 
 
+class _FraudRisk:
+    """One entity's day-bucketed (transactions, known frauds) and its latest known fraud.
+
+    A fraud label waits in ``pending`` until event time reaches the moment it becomes known;
+    it then adds one fraud to its transaction's day bucket (so a label arriving weeks late still
+    updates every window that holds the transaction) and moves ``last_fraud_ns`` forward.
+    ``ring`` is None for users: their transactions are counted by :class:`UserState`.
+    """
+
+    __slots__ = ("last_fraud_ns", "pending", "ring")
+
+    def __init__(self, with_ring: bool) -> None:
+        self.ring = _DayRing() if with_ring else None
+        self.pending: list[tuple[int, int]] = []  # heap of (known_at_ns, transaction created_at ns)
+        self.last_fraud_ns: int | None = None
+
+    def apply_known(self, now: int) -> None:
+        # Idempotent in time order, so it is safe on read (as in _LabelCounter).
+        while self.pending and self.pending[0][0] <= now:
+            _, txn_ns = heapq.heappop(self.pending)
+            if self.last_fraud_ns is None or txn_ns > self.last_fraud_ns:
+                self.last_fraud_ns = txn_ns
+            if self.ring is not None:
+                self.ring.bump(int(d.utc_day(txn_ns)), 1)
+
+    def to_list(self) -> list[Any]:
+        ring = None if self.ring is None else self.ring.to_list()
+        return [ring, [list(p) for p in self.pending], self.last_fraud_ns]
+
+    @classmethod
+    def from_list(cls, data: list[Any]) -> _FraudRisk:
+        risk = cls(with_ring=False)
+        risk.ring = None if data[0] is None else _DayRing.from_list(data[0])
+        risk.pending = [(int(k), int(t)) for k, t in data[1]]
+        heapq.heapify(risk.pending)
+        risk.last_fraud_ns = None if data[2] is None else int(data[2])
+        return risk
+
+
+_RISK_KINDS = ("user", *RISK_KEYS)
+
+
+def _risk_key(kind: str, key: Any) -> Any:
+    return str(key) if kind == "ip" else int(key)
+
+
 class EntityStore(Protocol):
     """What a velocity actor needs from the shared-entity state, wherever it lives.
 
@@ -305,6 +426,15 @@ class InMemoryEntityStore:
         self.device_labels: dict[int, _LabelCounter] = {}
         self.merchant_labels: dict[int, _LabelCounter] = {}
         self.merchant_created: dict[int, int] = {}
+        # kind -> key -> windowed risk; "user" holds only the latest known fraud
+        self.risk: dict[str, dict[Any, _FraudRisk]] = {kind: {} for kind in _RISK_KINDS}
+
+    def _risk(self, kind: str, key: Any) -> _FraudRisk:
+        table = self.risk[kind]
+        risk = table.get(key)
+        if risk is None:
+            risk = table[key] = _FraudRisk(with_ring=kind != "user")
+        return risk
 
     def owns(self, kind: str, key: object) -> bool:
         return key is not None and (
@@ -335,7 +465,35 @@ class InMemoryEntityStore:
             assert event.merchant_id is not None
             created = self.merchant_created.get(event.merchant_id)
             row["age_days_by_merchant"] = NAN if created is None else _f(d.age_days(t, created))
+        self._risk_features(row, event, t)
         return row
+
+    def _risk_features(self, row: Row, event: TransactionEvent, t: int) -> None:
+        today = int(d.utc_day(t))
+        keys = {
+            "user": event.user_id,
+            "merchant": event.merchant_id,
+            "device": event.device_id,
+            "ip": event.ip,
+        }
+        for kind, key in keys.items():
+            if not self.owns(kind, key):
+                continue
+            risk = self.risk[kind].get(key)
+            if risk is not None:
+                risk.apply_known(t)
+            if kind in RISK_KEYS:
+                for name, days in BUCKET_DAYS.items():
+                    count, fraud = (
+                        (0, 0) if risk is None or risk.ring is None else risk.ring.read(today, days)
+                    )
+                    row[f"txn_count_{name}_by_{kind}"] = float(count)
+                    row[f"fraud_rate_{name}_by_{kind}"] = _f(d.fraud_rate(fraud, count))
+            if kind in FRAUD_RECENCY_KEYS:
+                last = None if risk is None else risk.last_fraud_ns
+                row[f"seconds_since_fraud_by_{kind}"] = (
+                    NAN if last is None else _f(d.seconds_between(t, last))
+                )
 
     def update(self, event: TransactionEvent) -> None:
         t = event.t_ns
@@ -348,6 +506,12 @@ class InMemoryEntityStore:
             seen = self.ip_users.setdefault(event.ip, {})
             _prune(seen, edge)
             seen[event.user_id] = t
+        day = int(d.utc_day(t))
+        for kind, key in (("merchant", event.merchant_id), ("device", event.device_id), ("ip", event.ip)):
+            if key is not None and self.owns(kind, key):
+                ring = self._risk(kind, key).ring
+                assert ring is not None
+                ring.add(day, 1, 0)
 
     @staticmethod
     def _distinct(row: Row, kind: str, seen: dict[int, int], t: int) -> None:
@@ -369,6 +533,18 @@ class InMemoryEntityStore:
             if self.owns(kind, key):
                 assert key is not None
                 counters.setdefault(key, _LabelCounter()).add(known, label.is_fraud)
+        if not label.is_fraud:
+            return
+        created = to_ns(label.transaction_created_at)
+        risk_keys: tuple[tuple[str, int | str | None], ...] = (
+            ("user", label.user_id),
+            ("merchant", label.merchant_id),
+            ("device", label.device_id),
+            ("ip", label.ip),
+        )
+        for kind, risk_key in risk_keys:
+            if self.owns(kind, risk_key):
+                heapq.heappush(self._risk(kind, risk_key).pending, (known, created))
 
     def set_merchant_profile(self, merchant_id: int, profile: MerchantProfile) -> None:
         if self.owns("merchant", merchant_id):
@@ -387,6 +563,7 @@ class InMemoryEntityStore:
             "device_labels": [[k, c.to_list()] for k, c in self.device_labels.items()],
             "merchant_labels": [[k, c.to_list()] for k, c in self.merchant_labels.items()],
             "merchant_created": list(self.merchant_created.items()),
+            "risk": {kind: [[k, r.to_list()] for k, r in table.items()] for kind, table in self.risk.items()},
         }
 
     @classmethod
@@ -398,6 +575,10 @@ class InMemoryEntityStore:
         store.device_labels = {int(k): _LabelCounter.from_list(c) for k, c in data["device_labels"]}
         store.merchant_labels = {int(k): _LabelCounter.from_list(c) for k, c in data["merchant_labels"]}
         store.merchant_created = {int(k): int(t) for k, t in data["merchant_created"]}
+        store.risk = {
+            kind: {_risk_key(kind, k): _FraudRisk.from_list(r) for k, r in data["risk"][kind]}
+            for kind in _RISK_KINDS
+        }
         return store
 
     def to_bytes(self) -> bytes:

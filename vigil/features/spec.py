@@ -11,7 +11,18 @@ Conventions shared by every feature (online and offline compute exactly these):
   features use only transactions that come strictly before it in that order: an earlier
   transaction at the *same* timestamp with a smaller id counts, the row itself never does.
 - **Windows** are half-open ``(t - W, t]`` over that order: a prior transaction at exactly
-  ``t - W`` has left the window.
+  ``t - W`` has left the window. These exact sliding windows are the ones of
+  :data:`WINDOWS_NS` (the user's 1h / 24h / 7d velocity) and the distinct-user counts.
+- **Day-bucketed windows** (:data:`BUCKET_DAYS`: the user's 30d window and every per-merchant,
+  per-device and per-IP 1d / 7d / 30d window) keep bounded online state, one bucket per UTC day:
+  ``Nd`` covers the UTC day of ``t`` so far plus the ``N`` previous whole UTC days, i.e. prior
+  transactions with ``created_at >= floor_day(t) - N days`` (between N and N + 1 days long).
+- **Windowed fraud rates** count a window transaction as fraud once its fraud label is known
+  (rule below), whenever that label arrives; the denominator is every prior transaction in the
+  window, labelled or not. Recent transactions whose labels are not known yet therefore dilute
+  the rate: it is a lower bound of the window's true fraud rate that the model reads together
+  with the window's count (the fraud literature instead shifts the window back by a fixed label
+  delay; per-label arrival times make that shift unnecessary here).
 - **Money** is quantised to cents (``round(amount * 100)``, half to even) before any sum, so sums
   and moments are exact integers on both paths; outputs are back in currency units.
   Amounts of different currencies are summed as they are (no FX conversion).
@@ -33,6 +44,20 @@ from typing import Final
 HOUR_NS: Final = 3_600 * 1_000_000_000
 DAY_NS: Final = 24 * HOUR_NS
 WINDOWS_NS: Final[dict[str, int]] = {"1h": HOUR_NS, "24h": DAY_NS, "7d": 7 * DAY_NS}
+#: Day-bucketed windows: name -> whole UTC days before the current one (see the module docstring).
+BUCKET_DAYS: Final[dict[str, int]] = {"1d": 1, "7d": 7, "30d": 30}
+#: Day buckets the online state keeps per entity: the longest window plus the current day.
+RING_DAYS: Final = max(BUCKET_DAYS.values()) + 1
+#: Hours (UTC, no local time zone is known) that count as night: 00:00 to 05:59.
+NIGHT_HOURS_UTC: Final = range(0, 6)
+#: Keys whose per-entity risk windows exist, and the transaction column each is read from.
+RISK_KEYS: Final[dict[str, str]] = {"merchant": "merchant_id", "device": "device_id", "ip": "ip"}
+#: Keys with a "time since last known fraud" feature.
+FRAUD_RECENCY_KEYS: Final[dict[str, str]] = {
+    "user": "user_id",
+    "merchant": "merchant_id",
+    "device": "device_id",
+}
 #: How long a device/IP/country stays "known" to a user after it was last used.
 NOVELTY_WINDOW_NS: Final = 90 * DAY_NS
 #: Below this gap the implied travel speed uses one minute, so same-second hops are not infinite.
@@ -96,6 +121,21 @@ FEATURE_SPEC: Final[tuple[FeatureSpec, ...]] = (
         " two prior amounts or when they are (numerically) all equal.",
     ),
     _f("seconds_since_prev_by_user", "Seconds since the user's previous transaction; NaN if none."),
+    *(
+        _f(f"amount_mean_{w}_by_user", f"amount_sum_{w}_by_user / txn_count_{w}_by_user; NaN with none.")
+        for w in ("24h", "7d")
+    ),
+    _f(
+        "txn_count_30d_by_user",
+        "The user's prior transactions since 00:00 UTC 30 days before this one's day (day buckets).",
+        dtype="int64",
+    ),
+    _f("amount_sum_30d_by_user", "Sum of the same transactions' amounts (currency units)."),
+    _f("amount_mean_30d_by_user", "amount_sum_30d_by_user / txn_count_30d_by_user; NaN with none."),
+    _f(
+        "amount_ratio_mean_30d_by_user",
+        "amount / amount_mean_30d_by_user; NaN with no transaction in the window or a zero mean.",
+    ),
     # --- novelty (90 days) ---------------------------------------------------------------------
     _f("device_new_90d_by_user", "1 if the user did not use this device in 90 days, else 0.", "device_id"),
     _f("ip_new_90d_by_user", "1 if the user did not use this IP in the last 90 days, else 0.", "ip"),
@@ -139,6 +179,36 @@ FEATURE_SPEC: Final[tuple[FeatureSpec, ...]] = (
             _f(f"fraud_rate_all_by_{key}", "fraud / labeled; NaN with no labels.", col, "labels"),
         )
     ),
+    # --- per-entity risk windows (day buckets; fraud counted once its label is known) ------------
+    *(
+        spec
+        for key, col in RISK_KEYS.items()
+        for w, days in BUCKET_DAYS.items()
+        for spec in (
+            _f(
+                f"txn_count_{w}_by_{key}",
+                f"Prior transactions on this {key} since 00:00 UTC {days} days before this one's day.",
+                col,
+            ),
+            _f(
+                f"fraud_rate_{w}_by_{key}",
+                f"Known-fraud transactions among those of txn_count_{w}_by_{key}, divided by that count"
+                " (labelled or not); NaN when the window is empty.",
+                col,
+                "labels",
+            ),
+        )
+    ),
+    *(
+        _f(
+            f"seconds_since_fraud_by_{key}",
+            f"Seconds from the created_at of this {key}'s latest transaction whose fraud label is known"
+            " at t; NaN if none.",
+            *((col,) if key != "user" else ()),
+            "labels",
+        )
+        for key, col in FRAUD_RECENCY_KEYS.items()
+    ),
     # --- blacklists (entry active when added_at <= t < expires_at) -------------------------------
     *(
         _f(f"blacklist_hit_by_{key}", f"1 if an active blacklist entry names this {key}.", col, "blacklist")
@@ -147,6 +217,10 @@ FEATURE_SPEC: Final[tuple[FeatureSpec, ...]] = (
     # --- calendar and channel ------------------------------------------------------------------
     _f("hour_utc", "Hour of day of created_at, UTC (0-23).", dtype="int64"),
     _f("weekday_utc", "Day of week of created_at, UTC (0 = Monday).", dtype="int64"),
+    _f(
+        "is_night_utc", "1 if hour_utc is 0-5 (UTC: the local time zone is not known), else 0.", dtype="int64"
+    ),
+    _f("is_weekend_utc", "1 if weekday_utc is Saturday or Sunday (UTC), else 0.", dtype="int64"),
     _f("channel_code", "channel: pos 0, ecommerce 1, transfer 2, atm 3.", "channel"),
 )
 

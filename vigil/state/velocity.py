@@ -12,7 +12,8 @@ acknowledged transaction (committed before the answer), so it is the one source 
 be behind what a client was told; a checkpoint would be behind by its interval and still need a
 replay of the tail. A restarted shard (``max_restarts=-1``) rebuilds each user lazily on that
 user's next event by replaying the user's stored history, and its entity state eagerly from the
-last 7 days (the longest entity window) plus all labels.
+start of the longest day-bucketed window (:data:`~vigil.features.spec.RING_DAYS` UTC days,
+which also covers the 7-day distinct-user windows) plus all labels.
 
 One race is closed explicitly: events that the *dead* incarnation answered but whose database
 commit lands after the new incarnation rebuilt that user. For each user rebuilt less than
@@ -48,7 +49,7 @@ from vigil.features.online import (
     event_features,
     stable_shard,
 )
-from vigil.features.spec import FEATURE_NAMES, WINDOWS_NS
+from vigil.features.spec import DAY_NS, FEATURE_NAMES, RING_DAYS, WINDOWS_NS
 from vigil.state.blacklists import Revision, StoredCopy, features_blacklist
 
 Row = dict[str, float]
@@ -95,14 +96,14 @@ def route(
 ) -> dict[int, list[tuple[int, Observation]]]:
     """Split a batch into per-shard ``(batch index, observation)`` lists, in batch order.
 
-    The user's shard runs the user part; the owners of the device, IP and merchant run the
-    entity part (often the same shard, which then does both in one observation).
+    The user's shard runs the user part and the entity part (for the user's latest known fraud,
+    kept with the entity state because labels are routed there); the owners of the device, IP
+    and merchant run the entity part (often the same shard, which then does both in one
+    observation).
     """
     per_shard: dict[int, dict[int, list[bool]]] = {}
     for i, event in enumerate(events):
-        per_shard.setdefault(shard_of_user(event.user_id, shard_count), {}).setdefault(i, [False, False])[
-            0
-        ] = True
+        per_shard.setdefault(shard_of_user(event.user_id, shard_count), {})[i] = [True, True]
         for kind, key in (("device", event.device_id), ("ip", event.ip), ("merchant", event.merchant_id)):
             if key is not None:
                 per_shard.setdefault(stable_shard(kind, key, shard_count), {}).setdefault(i, [False, False])[
@@ -157,7 +158,9 @@ class VelocityShard:
         self._lock = asyncio.Lock()
 
     async def _recover_entities(self) -> None:
-        since = datetime.now(UTC) - timedelta(microseconds=max(WINDOWS_NS.values()) // 1000)
+        now_ns = time.time_ns()
+        oldest_ns = min(now_ns - max(WINDOWS_NS.values()), (now_ns // DAY_NS - (RING_DAYS - 1)) * DAY_NS)
+        since = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=oldest_ns // 1000)
         async with self.sessions() as session:
             for merchant_id, profile in (await history.merchant_profiles(session)).items():
                 if self.entities.owns("merchant", merchant_id):

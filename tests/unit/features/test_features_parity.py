@@ -1,7 +1,7 @@
 """Acceptance test: one feature definition, two executions, identical rows.
 
 Random event streams (several users sharing devices, IPs and merchants; timestamp ties; gaps
-that land exactly on window edges; labels that arrive late, or are timestamped before their
+that land exactly on window edges and UTC midnights, the day buckets' edges; labels that arrive late, or are timestamped before their
 transaction; blacklist entries that start and expire mid-stream; missing optional columns and
 tables) are replayed event by event through :class:`OnlineFeatureEngine` (with entity shards,
 labels fed at random moments before they become known, and checkpoint/restore round trips
@@ -41,7 +41,9 @@ from vigil.features.events import to_ns
 BASE = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 H, D = 3600, 86400
 # Gaps in seconds between consecutive events: ties, and sums that hit 1h / 24h / 7d / 90d exactly.
-GAPS = [0, 0, 1, 59, 1800, 3599, H, H + 1, 43200, D - 1, D, D + 1, 7 * D, 7 * D + 1, 90 * D, 90 * D + 1]
+# BASE is noon UTC: 43200 s lands on midnight, a day bucket's edge; 30 / 31 days span the ring.
+GAPS = [0, 0, 1, 59, 1800, 3599, H, H + 1, 43200, 43199, 43201, D - 1, D, D + 1, 7 * D, 7 * D + 1]
+GAPS += [30 * D, 31 * D, 31 * D + 1, 90 * D, 90 * D + 1]
 USERS = [1, 2, 3, 4]
 DEVICES = [10, 11, 12]
 IPS = ["10.0.0.1", "10.0.0.2", "2001:db8::1"]
@@ -79,7 +81,7 @@ def streams(draw: st.DrawFn) -> Stream:
     n = draw(st.integers(1, 30))
     ids = draw(st.permutations(range(n)))
     t = BASE
-    txns = []
+    txns: list[dict[str, Any]] = []
     for i in range(n):
         t = t + timedelta(seconds=draw(st.sampled_from(GAPS) | st.integers(0, 5000)))
         point = draw(maybe_point)
@@ -100,7 +102,7 @@ def streams(draw: st.DrawFn) -> Stream:
         )
     labels = []
     for tx in draw(st.lists(st.sampled_from(txns), unique_by=lambda x: x["transaction_id"])):
-        delay = draw(st.sampled_from([-5, 0, 1, H, D, 3 * D]) | st.integers(0, 10 * D))
+        delay = draw(st.sampled_from([-5, 0, 1, H, D, 3 * D, 31 * D]) | st.integers(0, 10 * D))
         labels.append(
             {
                 "transaction_id": tx["transaction_id"],
@@ -188,7 +190,7 @@ def offline_rows(s: Stream, shuffle: list[int]) -> pd.DataFrame:
     return compute_features(tx, users=users, labels=labels, blacklist=blacklist, merchants=merchants)
 
 
-def online_rows(s: Stream, data: st.DataObject) -> dict[int, dict[str, float]]:
+def online_rows(s: Stream, data: st.DataObject | _FixedData) -> dict[int, dict[str, float]]:
     engine = OnlineFeatureEngine(entity_shards=s.shards)
     for u in s.users:
         engine.set_user_profile(
@@ -237,6 +239,8 @@ def online_rows(s: Stream, data: st.DataObject) -> dict[int, dict[str, float]]:
                 tx.created_at,
                 tx.merchant_id,
                 tx.device_id,
+                tx.ip,
+                tx.user_id,
             )
         )
     checkpoints = data.draw(st.sets(st.integers(0, len(events))), label="checkpoints")
