@@ -207,29 +207,25 @@ def train_cmd(
     ] = None,
 ) -> None:
     """Features → train → evaluate (time split with a label-delay gap) → register in MLflow →
-    promote to champion. Writes a Markdown + PNG report per model under <home>/runs/."""
-    import pandas as pd
-
-    from training.dataset import build_matrix, load_transactions_file, matrix_from_dataset, parse_mapping
+    promote to champion. Writes a Markdown + PNG report and the test window's scores
+    (test_scores.parquet) per model under <home>/runs/. The models record the label delay they
+    were trained with, which `vigil score` then uses."""
+    from training.dataset import dataset_table, load_table, parse_mapping
     from training.pipeline import train_and_promote
 
     settings = _settings()
     delay = _duration(label_delay)
     try:
         if transactions is not None:
-            frame, labels = load_transactions_file(
-                transactions, mapping=parse_mapping(map_), label_delay=delay
+            table = load_table(
+                transactions, mapping=parse_mapping(map_), label_delay=delay, until=train_until
             )
-            if train_until is not None:
-                frame = frame[frame["created_at"] < pd.Timestamp(train_until, tz="UTC")]
-                labels = labels[labels["transaction_id"].isin(frame["transaction_id"])]
-            matrix = build_matrix(frame, labels=labels)
         else:
             if train_until is not None:
                 raise typer.BadParameter("--train-until works with --transactions")
-            matrix = matrix_from_dataset(data)
+            table = dataset_table(data)
         result = train_and_promote(
-            matrix,
+            table,
             tracking_uri=settings.tracking_uri,
             run_dir=settings.home / "runs",
             algorithm=algorithm,
@@ -311,52 +307,76 @@ def tune_cmd(
 
 @app.command("score")
 def score_cmd(
-    transactions: Annotated[Path, typer.Option(help="Transactions table (CSV/Parquet) to score.")],
     out: Annotated[Path, typer.Option(help="Output Parquet: transaction_id and score.")],
+    transactions: Annotated[
+        Path | None,
+        typer.Option(help="Transactions table (CSV/Parquet) to score, read as vigil train reads it."),
+    ] = None,
+    data: Annotated[Path | None, typer.Option(help="Or: a `vigil generate` directory.")] = None,
     model: Annotated[
         str, typer.Option(help="'champion' or a version number of fraud-supervised.")
     ] = "champion",
     map_: Annotated[str | None, typer.Option("--map", help="Column mapping, as for vigil train.")] = None,
+    label_delay: Annotated[
+        str | None,
+        typer.Option(
+            help="How late labels become known, e.g. 7d. Default: the delay the model was trained with; "
+            "required for models registered without that record."
+        ),
+    ] = None,
+    label_delay_override: Annotated[
+        bool,
+        typer.Option(
+            "--label-delay-override",
+            help="Score with a --label-delay other than the model's (its label-based features are then skewed).",
+        ),
+    ] = False,
 ) -> None:
-    """Batch-score every row with features from the table's own history (backtesting).
+    """Batch-score every row (backtesting) on the features the model was trained on: the table is
+    read as `vigil train` reads it (same --map, same label history: the label column with the
+    model's label delay, or a labeled_at column). The table needs its label column when the model
+    uses label-based features; labels count only once known, so scoring later weeks is honest.
     The output keeps the table's id column as transaction_id and adds score (higher = riskier)."""
-    import pandas as pd
+    from mlflow.exceptions import MlflowException
 
-    from training.dataset import REQUIRED, parse_mapping
-    from vigil.features import FEATURE_NAMES, compute_features
+    from training.dataset import parse_mapping
+    from training.scoring import load_for_scoring, score_table
     from vigil.models.registry import load_champion, load_version
 
     settings = _settings()
+    name = "fraud-supervised"
     try:
+        if (transactions is None) == (data is None):
+            raise ValueError("pass exactly one of --transactions and --data")
+        if data is not None and map_ is not None:
+            raise ValueError("--map works with --transactions")
         mapping = parse_mapping(map_)
-        raw = (
-            pd.read_csv(transactions)
-            if transactions.suffix.lower() == ".csv"
-            else pd.read_parquet(transactions)
-        )
-        frame = raw.rename(columns={theirs: ours for ours, theirs in mapping.items()})
-        missing = [c for c in REQUIRED if c != "is_fraud" and c not in frame.columns]
-        if missing:
-            raise ValueError(f"{transactions.name} lacks required columns {missing}")
-        if "transaction_id" not in frame.columns:
-            raise ValueError("map the table's id column: --map transaction_id=COL")
-        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
-        name = "fraud-supervised"
+        delay = _duration(label_delay) if label_delay is not None else None
         loaded = (
             load_champion(name, tracking_uri=settings.tracking_uri)
             if model == "champion"
             else load_version(name, model, tracking_uri=settings.tracking_uri)
         )
-        X = compute_features(frame).reset_index(drop=True)[list(FEATURE_NAMES)].astype("float32")
-        scores = loaded.predict_proba(X)
+        table, warnings = load_for_scoring(
+            loaded,
+            transactions=transactions,
+            data=data,
+            mapping=mapping,
+            label_delay=delay,
+            override=label_delay_override,
+        )
+        for warning in warnings:
+            typer.echo(f"warning: {warning}", err=True)
+        scores = score_table(loaded, table)
     except (FileNotFoundError, ValueError, LookupError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    except MlflowException as exc:
+        typer.echo(f"error: no model {name} {model} in the registry ({exc.message})", err=True)
+        raise typer.Exit(2) from None
     out.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"transaction_id": frame["transaction_id"].to_numpy(), "score": scores}).to_parquet(
-        out, index=False
-    )
-    typer.echo(f"scored {len(frame):,} rows with {name} v{loaded.version} -> {out}")
+    scores.to_parquet(out, index=False)
+    typer.echo(f"scored {len(scores):,} rows with {name} v{loaded.version} -> {out}")
 
 
 @models_app.command("list")
@@ -508,16 +528,27 @@ def _demo_history(settings: Settings) -> Path:
 
 
 def _ensure_champion(settings: Settings) -> None:
-    """Train and promote small default models on the demo history when the registry has none."""
+    """Train and promote small default models on the demo history when the registry has no
+    champion trained on this code's features (serving refuses a model built on another
+    FEATURE_VERSION, so an old champion would stop the scorers from starting)."""
+    from vigil.features import FEATURE_VERSION
     from vigil.models.registry import list_models
 
-    champions = {m.name for m in list_models(tracking_uri=settings.tracking_uri) if "champion" in m.aliases}
-    if {"fraud-supervised", "fraud-anomaly"} <= champions:
+    wanted = {"fraud-supervised", "fraud-anomaly"}
+    champions = [m for m in list_models(tracking_uri=settings.tracking_uri) if "champion" in m.aliases]
+    if wanted <= {m.name for m in champions if m.feature_version == FEATURE_VERSION}:
         return
     from training.dataset import matrix_from_dataset
     from training.pipeline import train_and_promote
 
-    typer.echo("no champion model in the registry: training the default models on the demo dataset")
+    stale = sorted(f"{m.name} v{m.version}" for m in champions if m.feature_version != FEATURE_VERSION)
+    if stale:
+        typer.echo(
+            f"champion {', '.join(stale)} was trained on other feature definitions than {FEATURE_VERSION}:"
+            " retraining the default models on the demo dataset"
+        )
+    else:
+        typer.echo("no champion model in the registry: training the default models on the demo dataset")
     result = train_and_promote(
         matrix_from_dataset(_demo_history(settings)),
         tracking_uri=settings.tracking_uri,

@@ -8,12 +8,17 @@ timestamp and label columns, renamed through ``mapping`` (``{"user_id": "custome
 name -> your column). Optional columns (device_id, ip, lat/lon, country, channel, fraud_type,
 labeled_at) may be absent: the features that need them come out NaN. Without a label-arrival
 column, ``label_delay`` says how late labels become known.
+
+One path: :func:`load_table` (a user's table) and :func:`dataset_table` (a generated directory)
+are what both ``vigil train`` and ``vigil score`` call, so a model is scored on features computed
+from the same inputs, label history included, as it was trained on.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,7 +27,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from training.models.data import FeatureMatrix
-from vigil.features import FEATURE_NAMES, FEATURE_VERSION, compute_features
+from vigil.features import FEATURE_NAMES, FEATURE_SPEC, FEATURE_VERSION, compute_features
 
 log = logging.getLogger("training.dataset")
 
@@ -68,12 +73,73 @@ def parse_mapping(text: str | None) -> dict[str, str]:
     return mapping
 
 
-def load_transactions_file(
-    path: Path, *, mapping: Mapping[str, str] | None = None, label_delay: timedelta | None = None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read a user's table; return ``(transactions, labels)`` in our column names.
+class MissingLabelTimes(ValueError):
+    """The table has labels but no way to tell when each became known (no labeled_at, no delay)."""
 
-    Raises ``ValueError`` naming every missing required column.
+
+@dataclass(frozen=True, eq=False)
+class LabelledTable:
+    """A transactions table turned into features, with what they were computed from.
+
+    ``transaction_ids`` are the table's own ids (its dtype: integers or strings), one per row of
+    ``matrix`` in the same order. ``label_source`` says how the label arrival times that the
+    label-based features count were set: ``"labeled_at"`` (the data's own arrival times),
+    ``"label_delay"`` (event time + ``label_delay``) or ``"none"`` (no labels: those features are
+    NaN).
+    """
+
+    matrix: FeatureMatrix
+    transaction_ids: np.ndarray
+    label_source: str
+    label_delay: timedelta | None
+
+    @property
+    def has_labels(self) -> bool:
+        return self.label_source != "none"
+
+
+def label_based_features(feature_names: Sequence[str]) -> list[str]:
+    """The features in ``feature_names`` that count fraud labels known at the transaction's time."""
+    needs_labels = {spec.name for spec in FEATURE_SPEC if "labels" in spec.requires}
+    return [name for name in feature_names if name in needs_labels]
+
+
+def _internal_ids(ids: pd.Series) -> np.ndarray:
+    """int64 ids for :func:`compute_features`: the ids themselves when they are integers, else
+    their rank in sorted order (1-based), so any subset of a table orders its ties the same way."""
+    if ids.isna().any():
+        raise ValueError("transaction_id has empty values")
+    if not ids.is_unique:
+        raise ValueError("transaction_id must be unique (map the table's id column)")
+    if pd.api.types.is_integer_dtype(ids):
+        return ids.to_numpy(dtype=np.int64)
+    try:
+        codes, _ = pd.factorize(ids, sort=True)
+    except TypeError:  # mixed types that do not sort: first-seen order
+        codes, _ = pd.factorize(ids.astype(str), sort=True)
+    return np.asarray(codes, dtype=np.int64) + 1
+
+
+def load_table(
+    path: Path,
+    *,
+    mapping: Mapping[str, str] | None = None,
+    label_delay: timedelta | None = None,
+    labeled_at: bool | None = None,
+    until: pd.Timestamp | str | None = None,
+    require_label: bool = True,
+) -> LabelledTable:
+    """Read a user's CSV/Parquet transactions table and compute its point-in-time features.
+
+    What ``vigil train --transactions`` and ``vigil score --transactions`` both run, so that a
+    model is scored on the features it was trained on. ``mapping`` renames columns (our name ->
+    yours). Label arrival times: the table's ``labeled_at`` column when present (``labeled_at``
+    None) or required (True); else, or with ``labeled_at=False``, event time + ``label_delay``.
+    ``until`` keeps only rows before that time (UTC). Without ``require_label`` a table without
+    an ``is_fraud`` column is read as unlabelled (label-based features NaN).
+
+    Raises ``ValueError`` naming missing columns, and :class:`MissingLabelTimes` when labels have
+    no arrival time.
     """
     raw = _read_table(path)
     mapping = dict(mapping or {})
@@ -82,33 +148,79 @@ def load_transactions_file(
     if unknown:
         raise ValueError(f"--map names columns that {path.name} does not have: {unknown}")
     frame = raw.rename(columns=rename)
-    missing = [c for c in REQUIRED if c not in frame.columns]
+    needed = REQUIRED if require_label else tuple(c for c in REQUIRED if c != "is_fraud")
+    missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise ValueError(f"{path.name} lacks required columns {missing} (map yours with --map ours=theirs)")
-    if "transaction_id" not in frame.columns:
-        frame["transaction_id"] = np.arange(1, len(frame) + 1, dtype=np.int64)
+    if "transaction_id" in frame.columns:
+        own_ids = frame["transaction_id"].reset_index(drop=True)
+    else:
+        own_ids = pd.Series(np.arange(1, len(frame) + 1, dtype=np.int64))
+    frame = frame.reset_index(drop=True)
+    frame["transaction_id"] = _internal_ids(own_ids)
     frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
     if frame["created_at"].isna().any():
         raise ValueError("created_at has empty or unparseable values")
-    label = frame["is_fraud"].astype(bool)
-    if "labeled_at" in frame.columns:
-        labeled_at = pd.to_datetime(frame["labeled_at"], utc=True)
-    elif label_delay is not None:
-        labeled_at = frame["created_at"] + label_delay
-    else:
-        raise ValueError("the table has no labeled_at column: pass --label-delay (e.g. 7d)")
-    labels = pd.DataFrame(
-        {
-            "transaction_id": frame["transaction_id"][label].to_numpy(),
-            "is_fraud": True,
-            "labeled_at": labeled_at[label].to_numpy(),
-            "fraud_type": frame["fraud_type"][label].to_numpy() if "fraud_type" in frame else None,
-        }
+    if until is not None:
+        cut = pd.Timestamp(until)
+        cut = cut.tz_localize("UTC") if cut.tzinfo is None else cut.tz_convert("UTC")
+        keep_rows = (frame["created_at"] < cut).to_numpy()
+        frame = frame[keep_rows].reset_index(drop=True)
+        own_ids = own_ids[keep_rows].reset_index(drop=True)
+
+    labels: pd.DataFrame | None = None
+    source, delay = "none", None
+    if "is_fraud" in frame.columns:
+        label = _as_bool(frame["is_fraud"])
+        has_column = "labeled_at" in frame.columns
+        if labeled_at and not has_column:
+            raise MissingLabelTimes(
+                f"{path.name} has no labeled_at column (map yours with --map labeled_at=COL)"
+            )
+        if has_column and labeled_at is not False:
+            arrival = pd.to_datetime(frame["labeled_at"], utc=True)
+            source = "labeled_at"
+        elif label_delay is not None:
+            arrival = frame["created_at"] + label_delay
+            source, delay = "label_delay", label_delay
+        else:
+            raise MissingLabelTimes("the table has no labeled_at column: pass --label-delay (e.g. 7d)")
+        labels = pd.DataFrame(
+            {
+                "transaction_id": frame["transaction_id"][label].to_numpy(),
+                "is_fraud": True,
+                "labeled_at": arrival[label].to_numpy(),
+                "fraud_type": frame["fraud_type"][label].to_numpy() if "fraud_type" in frame else None,
+            }
+        )
+    keep = [c for c in ("transaction_id", *REQUIRED, *OPTIONAL) if c in frame.columns and c != "is_fraud"]
+    matrix = build_matrix(frame[list(dict.fromkeys(keep))], labels=labels)
+    return LabelledTable(
+        matrix=matrix, transaction_ids=own_ids.to_numpy(), label_source=source, label_delay=delay
     )
-    keep = [
-        c for c in ("transaction_id", *REQUIRED, *OPTIONAL) if c in frame.columns and c not in {"is_fraud"}
-    ]
-    return frame[list(dict.fromkeys(keep))], labels
+
+
+def _as_bool(values: pd.Series) -> pd.Series:
+    if values.isna().any():
+        raise ValueError("is_fraud has empty values")
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        return values.astype(bool).reset_index(drop=True)
+    text = values.astype(str).str.strip().str.lower()
+    truth = {
+        "1": True,
+        "true": True,
+        "yes": True,
+        "t": True,
+        "0": False,
+        "false": False,
+        "no": False,
+        "f": False,
+    }
+    parsed = text.map(truth)
+    if parsed.isna().any():
+        bad = sorted(set(text[parsed.isna()]))[:5]
+        raise ValueError(f"is_fraud must be 0/1 or true/false, got {bad}")
+    return parsed.astype(bool).reset_index(drop=True)
 
 
 def load_dataset(data_dir: Path) -> dict[str, pd.DataFrame | None]:
@@ -159,8 +271,35 @@ def build_matrix(
     )
 
 
-def matrix_from_dataset(data_dir: Path) -> FeatureMatrix:
+def dataset_table(data_dir: Path, *, label_delay: timedelta | None = None) -> LabelledTable:
+    """The features of a ``vigil generate`` directory, as ``vigil train --data`` computes them.
+
+    Labels arrive at their ``fraud_labels.labeled_at``; with ``label_delay`` at event time +
+    ``label_delay`` instead (to score like a model trained with a fixed delay).
+    """
     tables = load_dataset(data_dir)
     transactions = tables.pop("transactions")
     assert transactions is not None
-    return build_matrix(transactions, **tables)
+    labels = tables.pop("labels")
+    source = "none" if labels is None else "labeled_at"
+    if labels is not None and label_delay is not None:
+        created = pd.Series(
+            pd.to_datetime(transactions["created_at"], utc=True).to_numpy(),
+            index=transactions["transaction_id"].to_numpy(),
+        )
+        labels = labels.assign(
+            labeled_at=created.reindex(labels["transaction_id"].to_numpy()).to_numpy() + label_delay
+        )
+        source = "label_delay"
+    matrix = build_matrix(transactions, labels=labels, **tables)
+    return LabelledTable(
+        matrix=matrix,
+        transaction_ids=transactions["transaction_id"].to_numpy(),
+        label_source=source,
+        label_delay=label_delay if source == "label_delay" else None,
+    )
+
+
+def matrix_from_dataset(data_dir: Path) -> FeatureMatrix:
+    """The feature matrix of a ``vigil generate`` directory (see :func:`dataset_table`)."""
+    return dataset_table(data_dir).matrix

@@ -52,7 +52,8 @@ class TimeSplit:
     ``late_fraud_as_legit`` frauds whose label came later are (realistically) trained as legit.
     Rows inside the delay window before the cut-off are left out (``maturing_dropped``): keeping
     only their already-reported frauds would inflate the fraud rate of the most recent slice, the
-    one calibration uses. Test rows are those at or after ``cutoff``.
+    one calibration uses. Test rows are those at or after ``cutoff``; ``test_rows`` are their
+    positions in the split matrix (to name them by the table's own transaction ids).
     """
 
     train: FeatureMatrix
@@ -62,6 +63,7 @@ class TimeSplit:
     label_delay: timedelta
     maturing_dropped: int
     late_fraud_as_legit: int
+    test_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     @property
     def training_window(self) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -136,6 +138,7 @@ def time_split(
         label_delay=label_delay,
         maturing_dropped=maturing_dropped,
         late_fraud_as_legit=late,
+        test_rows=np.flatnonzero(~before),
     )
 
 

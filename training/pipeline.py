@@ -9,6 +9,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from training.dataset import LabelledTable
 from training.evaluate import CostConfig
 from training.models.data import FeatureMatrix
 from training.train import TrainingOutcome, run_training
@@ -27,7 +30,7 @@ class PipelineResult:
 
 
 def train_and_promote(
-    matrix: FeatureMatrix,
+    matrix: FeatureMatrix | LabelledTable,
     *,
     tracking_uri: str,
     run_dir: Path,
@@ -38,12 +41,30 @@ def train_and_promote(
     use_ray: bool = False,
     promote_champion: bool = True,
     zero_day_type: str | None = None,
+    transaction_ids: np.ndarray | None = None,
+    label_source: str = "labeled_at",
 ) -> PipelineResult:
     """Train the supervised model (and the anomaly detector), register both, and make them the
-    ``champion`` that serving loads (unless ``promote_champion`` is False)."""
+    ``champion`` that serving loads (unless ``promote_champion`` is False).
+
+    ``matrix`` may be a :class:`~training.dataset.LabelledTable` (from ``load_table`` or
+    ``dataset_table``): its ids name the saved test scores and its label source and delay are
+    recorded with the models, which is what ``vigil score`` reads back.
+    """
+    if isinstance(matrix, LabelledTable):
+        table = matrix
+        matrix = table.matrix
+        transaction_ids = table.transaction_ids
+        label_source = table.label_source
+        if table.label_delay is not None and table.label_delay != label_delay:
+            raise ValueError(
+                f"labels arrive {table.label_delay} after each transaction but the split gap is {label_delay}"
+            )
     common: dict[str, Any] = {
         "costs": CostConfig(),
         "label_delay": label_delay,
+        "transaction_ids": transaction_ids,
+        "label_source": label_source,
         "run_dir": run_dir,
         "register_model": True,
         "tracking_uri": tracking_uri,

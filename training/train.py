@@ -20,6 +20,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
+from training.dataset import label_based_features
 from training.evaluate import (
     CostConfig,
     Evaluation,
@@ -34,18 +38,23 @@ from training.models.data import FeatureMatrix, load_feature_matrix, make_synthe
 from training.models.supervised import ALGORITHMS, train_supervised
 from vigil.models.anomaly import DETECTORS, make_detector
 from vigil.models.base import ScoringModel
+from vigil.models.registry import TrainingInputs
 
 __all__ = [
+    "TEST_SCORES_FILE",
     "TrainingOutcome",
     "add_common_arguments",
     "costs_from_args",
     "main",
     "matrix_from_args",
     "run_training",
+    "write_test_scores",
 ]
 
 log = logging.getLogger("vigil.training")
 ALL_ALGORITHMS: tuple[str, ...] = (*ALGORITHMS, *DETECTORS)
+#: The test window's scores, next to ``report.md`` in a run directory (and in its MLflow run).
+TEST_SCORES_FILE = "test_scores.parquet"
 
 
 @dataclass
@@ -104,8 +113,16 @@ def run_training(
     register_model: bool = False,
     tracking_uri: str | None = None,
     zero_day_type: str | None = None,
+    transaction_ids: np.ndarray | None = None,
+    label_source: str = "labeled_at",
 ) -> TrainingOutcome:
-    """Split → fit → thresholds (calibration slice) → evaluate (test) → report → register."""
+    """Split → fit → thresholds (calibration slice) → evaluate (test) → report → register.
+
+    The run directory gets ``report.md``, ``metrics.json`` and ``test_scores.parquet`` (the test
+    window's scores, by ``transaction_ids`` when given, else by row of ``matrix``). The registered
+    version records its :class:`~vigil.models.registry.TrainingInputs`: ``label_delay``, how the
+    labels' arrival times were set (``label_source``), whether label-based features are used.
+    """
     if algorithm not in ALL_ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALL_ALGORITHMS}")
     split = time_split(
@@ -158,6 +175,13 @@ def run_training(
         split=split,
         extra_sections=extra_sections,
     )
+    write_test_scores(out / TEST_SCORES_FILE, split, ev.scores, transaction_ids)
+    inputs = TrainingInputs(
+        feature_version=matrix.feature_version,
+        label_delay=label_delay,
+        label_source=label_source,
+        uses_label_features=bool(label_based_features(matrix.feature_names)),
+    )
     registered = None
     if register_model:
         from vigil.models.registry import register
@@ -170,15 +194,24 @@ def run_training(
             params={
                 "algorithm": algorithm,
                 **dict(params or {}),
-                "label_delay_days": label_delay.days,
+                "label_delay_days": label_delay.total_seconds() / 86_400,
+                "label_source": label_source,
                 "calibration": calibration_method,
                 "costs": costs.__dict__,
             },
             metrics={**ev.metrics, "fit_seconds": fit_seconds},
             report_dir=out,
             tracking_uri=tracking_uri,
+            training_inputs=inputs,
         )
         log.info("registered %s version %s (run %s)", registered.name, registered.version, registered.run_id)
+        if model.kind == "supervised":
+            from vigil.monitoring.reference import log_reference, training_reference
+
+            # The monitor's drift reference: bins frozen at training time, stored with the model.
+            log_reference(
+                registered.run_id, training_reference(split.train.X, ev.scores), tracking_uri=tracking_uri
+            )
     return TrainingOutcome(
         model=model,
         split=split,
@@ -190,6 +223,33 @@ def run_training(
         registered=registered,
         extra=extra,
     )
+
+
+def write_test_scores(
+    path: Path, split: TimeSplit, scores: np.ndarray, transaction_ids: np.ndarray | None = None
+) -> Path:
+    """Write the test window's scores as Parquet: ``transaction_id`` (the table's own ids; ``row``,
+    the position in the training matrix, when unknown), ``event_time`` (UTC), ``is_fraud`` (final
+    label) and ``score`` (higher = riskier), so that ``vigil score`` output can be compared."""
+    rows = np.asarray(split.test_rows)
+    if len(rows) != len(scores):
+        raise ValueError(f"{len(scores)} scores for {len(rows)} test rows")
+    key = (
+        {"transaction_id": np.asarray(transaction_ids)[rows]}
+        if transaction_ids is not None
+        else {"row": rows}
+    )
+    frame = pd.DataFrame(
+        {
+            **key,
+            "event_time": split.test.event_time.to_numpy(),
+            "is_fraud": split.test.y.astype(bool),
+            "score": np.asarray(scores, dtype=np.float64),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+    return path
 
 
 # --------------------------------------------------------------------------------------------------

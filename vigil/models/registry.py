@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ __all__ = [
     "LoadedModel",
     "ModelVersionInfo",
     "RegisteredVersion",
+    "TrainingInputs",
     "champion_version",
     "default_tracking_uri",
     "list_models",
@@ -72,6 +74,61 @@ def _client(tracking_uri: str | None) -> Any:
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return MlflowClient(tracking_uri=uri, registry_uri=uri), uri
+
+
+# --------------------------------------------------------------------------------------------------
+# What a model was trained from
+
+#: Where the label times that label-based features count came from ("none": no labels at all).
+LABEL_SOURCES = ("label_delay", "labeled_at", "none")
+
+
+@dataclass(frozen=True)
+class TrainingInputs:
+    """What a model's features were computed from when it was trained; scoring must use the same.
+
+    ``label_delay`` is how late fraud labels became known (also the train/test gap).
+    ``label_source`` says how each label's arrival time was set: ``"label_delay"`` (event time +
+    ``label_delay``: the table had no arrival column) or ``"labeled_at"`` (the data's own arrival
+    times: a ``labeled_at`` column or a generated dataset's ``fraud_labels`` table).
+    ``uses_label_features`` is True when some of the model's features count labels known at the
+    transaction's time (merchant/device fraud rates): such a model needs the label history to
+    score, otherwise those features differ from what it learnt on.
+    """
+
+    feature_version: str
+    label_delay: timedelta
+    label_source: str
+    uses_label_features: bool
+
+    def __post_init__(self) -> None:
+        if self.label_source not in LABEL_SOURCES:
+            raise ValueError(f"label_source must be one of {LABEL_SOURCES}, got {self.label_source!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "feature_version": self.feature_version,
+            "label_delay_seconds": self.label_delay.total_seconds(),
+            "label_source": self.label_source,
+            "uses_label_features": self.uses_label_features,
+        }
+
+    def as_tags(self) -> dict[str, str]:
+        """MLflow tags (strings), readable without downloading the bundle."""
+        return {
+            "vigil.label_delay_seconds": f"{self.label_delay.total_seconds():g}",
+            "vigil.label_source": self.label_source,
+            "vigil.uses_label_features": str(self.uses_label_features).lower(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainingInputs:
+        return cls(
+            feature_version=str(data["feature_version"]),
+            label_delay=timedelta(seconds=float(data["label_delay_seconds"])),
+            label_source=str(data["label_source"]),
+            uses_label_features=bool(data["uses_label_features"]),
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -162,6 +219,19 @@ class LoadedModel:
     @property
     def algorithm(self) -> str:
         return str(self.manifest["algorithm"])
+
+    @property
+    def training_inputs(self) -> TrainingInputs | None:
+        """What the features were computed from at training time (label delay, label source,
+        whether label-based features are used); None for versions registered before it was
+        recorded."""
+        recorded = self.manifest.get("training_inputs")
+        if not recorded:
+            return None
+        try:
+            return TrainingInputs.from_dict(recorded)
+        except (KeyError, TypeError, ValueError):
+            return None
 
     def check(self, X: pd.DataFrame, feature_version: str | None = None) -> None:
         """Raise :class:`FeatureMismatchError` on other columns or another feature version."""
@@ -271,9 +341,12 @@ def register(
     tracking_uri: str | None = None,
     experiment: str = EXPERIMENT,
     run_name: str | None = None,
+    training_inputs: TrainingInputs | None = None,
 ) -> RegisteredVersion:
     """Log one training run (params, metrics, report, bundle) and register it as a new version.
 
+    ``training_inputs`` goes into the bundle manifest (:attr:`LoadedModel.training_inputs`) and
+    the run and version tags, so that scoring can compute the features the way training did.
     The new version is not promoted: call :func:`promote` once it has been reviewed.
     """
     from mlflow.entities import Metric, Param
@@ -284,6 +357,7 @@ def register(
         "vigil.kind": model.kind,
         "vigil.algorithm": model.algorithm,
         "vigil.feature_version": feature_version,
+        **(training_inputs.as_tags() if training_inputs is not None else {}),
         **dict(tags or {}),
     }
     if training_window:
@@ -310,7 +384,11 @@ def register(
                 feature_version=feature_version,
                 training_window=training_window,
                 metrics=finite,
-                extra={"mlflow_run_id": run_id, "registered_model_name": name},
+                extra={
+                    "mlflow_run_id": run_id,
+                    "registered_model_name": name,
+                    **({"training_inputs": training_inputs.as_dict()} if training_inputs is not None else {}),
+                },
             )
             client.log_artifacts(run_id, str(bundle), _BUNDLE_DIR)
             (Path(tmp) / "features.json").write_text(
