@@ -16,7 +16,8 @@ setup:  ## Create .venv and install Vigil with its dev tools.
 run: setup  ## Start Vigil (local Ray on 127.0.0.1, SQLite, in-process bus); Ctrl-C stops it.
 	@$(VENV)/bin/vigil up
 
-test: setup  ## Run every test tier (unit, then integration with real Ray/PostgreSQL/Redis).
+test: setup  ## Run every test tier (unit, then integration with real Ray/PostgreSQL/Redis/Prometheus).
+	@scripts/install-monitoring.sh
 	@$(PY) -m pytest tests/unit -q
 	@$(PY) -m pytest tests/integration -q
 
@@ -24,13 +25,15 @@ test-unit: setup  ## Unit tier only (no Ray, no network).
 	@$(PY) -m pytest tests/unit -q
 
 test-integration: setup  ## Integration tier only.
+	@scripts/install-monitoring.sh
 	@$(PY) -m pytest tests/integration -q
 
 lint: setup  ## ruff, import-linter (layers point down) and mypy.
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/lint-imports
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy vigil actors deployments training kyc cli benchmarks
+	@$(VENV)/bin/mypy vigil actors deployments training kyc cli dashboards benchmarks
+	@$(PY) -m dashboards.build --check
 
 format: setup  ## Apply ruff's fixes and formatting.
 	@$(VENV)/bin/ruff check .

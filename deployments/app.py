@@ -18,6 +18,7 @@ from ray.serve import Application
 from deployments.graph import AnomalyScorer, RuleScreen, SupervisedScorer
 from deployments.ingress import Ingress
 from deployments.kyc import KycVerifier
+from deployments.monitor import DEFAULT_PORT, MonitorDeployment
 from vigil.settings import get_settings
 
 
@@ -40,6 +41,13 @@ class AppArgs(BaseModel):
     )
     rate_limit_per_minute: float = Field(default=6000.0, gt=0)
     kyc: bool = Field(default=True, description="Deploy the KYC verifier (its own replica).")
+    monitor: bool = Field(
+        default=True,
+        description="Deploy the monitor (deployments/monitor.py): model performance, drift and business "
+        "KPIs from the database, for Prometheus on 127.0.0.1:monitor_port. Off the request path.",
+    )
+    monitor_port: int = Field(default=DEFAULT_PORT, ge=0, le=65535, description="0: no HTTP endpoint.")
+    monitor_every_s: float = Field(default=60.0, gt=0)
 
 
 def build_app(args: AppArgs) -> Application:
@@ -58,4 +66,9 @@ def build_app(args: AppArgs) -> Application:
         args.rate_limit_per_minute,
         KycVerifier.bind() if args.kyc else None,  # type: ignore[attr-defined]
         args.velocity_warm_users,
+        monitor=(
+            MonitorDeployment.bind(database_url, tracking_uri, args.monitor_every_s, args.monitor_port)  # type: ignore[attr-defined]
+            if args.monitor
+            else None
+        ),
     )

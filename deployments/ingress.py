@@ -63,7 +63,9 @@ class Ingress:
         rate_limit_per_minute: float = 6000.0,
         kyc: Any = None,
         warm_users: int = 0,
+        monitor: Any = None,
     ) -> None:
+        self.monitor = monitor  # held only so that Serve deploys it: it never sees a request
         self.service = VigilService(database_url)
         self.shards = get_or_create_shards(velocity_shards, database_url)
         warm_shards(self.shards, warm_users)
@@ -113,6 +115,8 @@ class Ingress:
             transaction_created_at=tx.created_at,
             merchant_id=tx.merchant_id,
             device_id=tx.device_id,
+            ip=tx.ip,
+            user_id=tx.user_id,
         )
         for shard in self.shards:
             await shard.add_label.remote(event)

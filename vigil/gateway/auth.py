@@ -7,7 +7,8 @@ then compared with :func:`hmac.compare_digest`; what timing can leak is a prefix
 of the key.
 
 Roles: ``client`` (partner backends and the app: submit transactions), ``analyst`` (review queue,
-labels, blacklist reads) and ``admin`` (blacklist writes, configuration). There is no implied
+labels, blacklist reads), ``admin`` (blacklist writes, configuration) and ``operator`` (monitoring:
+Alertmanager's webhook posts operator alerts with it, and nothing else). There is no implied
 hierarchy: a route lists every role it accepts, e.g. ``require_role("analyst", "admin")``.
 
 Configuration: ``VIGIL_API_KEYS`` is a comma-separated list of ``role:name:key`` or
@@ -41,7 +42,7 @@ from vigil.errors import VigilError
 
 log = logging.getLogger("vigil.gateway.auth")
 
-Role = Literal["client", "analyst", "admin"]
+Role = Literal["client", "analyst", "admin", "operator"]
 ROLES: Final[frozenset[str]] = frozenset(get_args(Role))
 KEY_PREFIX: Final = "vgl_"
 API_KEYS_ENV: Final = "VIGIL_API_KEYS"
