@@ -266,3 +266,46 @@ class ScreenResult(BaseModel):
             decided_at=decision.decided_at,
             replayed=replayed,
         )
+
+
+class AlertmanagerAlert(BaseModel):
+    """One alert of an Alertmanager webhook notification (fields Vigil does not read are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    status: Literal["firing", "resolved"]
+    labels: dict[Text, Text] = Field(description="must include alertname")
+    annotations: dict[Text, Text] = Field(default_factory=dict)
+    startsAt: AwareDatetime  # Alertmanager's field names
+    #: ``0001-01-01T00:00:00Z`` while an alert fires without a known end: not range-checked.
+    endsAt: datetime | None = None
+    fingerprint: str = Field(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z]+$")
+    generatorURL: Text | None = Field(default=None, max_length=2000)
+
+    @field_validator("labels")
+    @classmethod
+    def _has_alertname(cls, labels: dict[str, str]) -> dict[str, str]:
+        if not labels.get("alertname"):
+            raise ValueError("labels must include a non-empty alertname")
+        return labels
+
+
+class AlertmanagerWebhook(BaseModel):
+    """Alertmanager's webhook payload, version 4 (``webhook_configs`` with ``send_resolved``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    version: Literal["4"]
+    status: Literal["firing", "resolved"]
+    receiver: Text = Field(default="", max_length=200)
+    groupKey: Text = Field(default="", max_length=2000)
+    alerts: list[AlertmanagerAlert] = Field(min_length=1, max_length=1000)
+
+
+class OperatorAlertsResult(BaseModel):
+    """What one notification changed: alert ids created (firing, and resolution notices) and
+    the firing ones it resolved; repeats of what is stored already count as ``unchanged``."""
+
+    created: list[int]
+    resolved: list[int]
+    unchanged: int

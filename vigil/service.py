@@ -35,6 +35,8 @@ from vigil.decision.policy import DecisionPolicy
 from vigil.decision.screening import ScoringGraph, Screener
 from vigil.errors import NotFound, ServiceUnavailable, UnknownReference, VigilError
 from vigil.events.outbox import EventPublisher
+from vigil.identity.service import Identity
+from vigil.identity.tokens import TokenSigner, load_token_secret
 from vigil.infra.batching import MicroBatcher, QueueFull
 from vigil.schemas import (
     AccountCreate,
@@ -76,6 +78,25 @@ class VigilService:
         self._blacklist_watch: RevisionWatch | None = None
         #: Components that cannot work, with the reason: ``/readyz`` reports them (503).
         self.unready: dict[str, str] = {}
+        self._identity: Identity | None = None
+
+    def attach_identity(self, identity: Identity) -> None:
+        """Use ``identity`` for customer sign-in and tokens (tests attach one with cheap hashing)."""
+        self._identity = identity
+
+    @property
+    def identity(self) -> Identity:
+        """Customer identity: the attached one, else one built on first use from the settings
+        (the token secret of ``VIGIL_TOKEN_SECRET``, or the one kept in ``<VIGIL_HOME>/token-secret``)."""
+        if self._identity is None:
+            from vigil.settings import get_settings
+
+            settings = get_settings()
+            configured = settings.token_secret.get_secret_value() if settings.token_secret else None
+            self._identity = Identity(
+                self.sessions, TokenSigner(load_token_secret(settings.home, configured))
+            )
+        return self._identity
 
     def attach_screening(
         self,

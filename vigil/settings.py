@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -66,6 +66,13 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("VIGIL_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
         description="Model registry; default sqlite:///<home>/mlflow.db with artifacts in <home>/mlruns.",
+    )
+    token_secret: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description="Key that signs customer access tokens (HS256), at least 32 characters; every "
+        "Ingress replica needs the same one. Unset = a random one generated once into "
+        "<home>/token-secret (mode 0600), like the development API key.",
     )
 
     @field_validator("database_url")

@@ -5,8 +5,9 @@ The FastAPI app of :func:`vigil.gateway.api.create_api`, wired as the Serve ingr
 real KYC engine, an API key store, a rate limiter), is served by uvicorn on 127.0.0.1. The
 Schemathesis CLI then runs its four phases (the schema's examples, the coverage phase's boundary
 and out-of-range values, random fuzzing, stateful sequences) with the ``not_a_server_error`` check
-only, once with an admin key (every route reaches its handler and the database) and once without
-credentials (every protected route must refuse with a 4xx before touching anything). The seed
+only, once with an admin key (every route reaches its handler and the database), once without
+credentials (every protected route must refuse with a 4xx before touching anything), and once
+with a customer's access token (the ``/v1/me`` routes reach their handlers). The seed
 and the example budget are fixed, so a run is reproducible and bounded.
 """
 
@@ -160,7 +161,12 @@ def _run_schemathesis(base_url: str, tmp_path: Path, headers: dict[str, str]) ->
     config = tmp_path / "schemathesis.toml"
     # The alert stream ends after max_seconds (up to an hour): read each one for a moment only.
     # A stream cut short by the timeout is not a failure, a 5xx answer before it is.
-    config.write_text('[[operations]]\ninclude-path = "/v1/alerts/stream"\nrequest-timeout = 0.25\n')
+    config.write_text(
+        "".join(
+            f'[[operations]]\ninclude-path = "{path}"\nrequest-timeout = 0.25\n'
+            for path in ("/v1/alerts/stream", "/v1/me/alerts/stream")
+        )
+    )
     report = tmp_path / "report.json"
     command = [
         str(_st()),
@@ -259,15 +265,44 @@ def _seed(base_url: str) -> None:
         assert client.get("/v1/review").json()[0]["case"]["id"] == 1
 
 
-@pytest.mark.parametrize("credentials", ["admin-key", "no-credentials"])
+def _customer_token(base_url: str) -> str:
+    """A customer (user 2, with account 2) signed up through the API: their access token."""
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        signed_up = client.post(
+            "/v1/auth/signup",
+            json={
+                "email": "ada@example.com",
+                "password": "correct horse battery",
+                "full_name": "Ada",
+                "country": "GB",
+                "home_lat": 51.5,
+                "home_lon": 0,
+                "device_fingerprint": "seed-customer-device",
+                "device_name": "phone",
+            },
+        )
+        assert signed_up.status_code == 201, signed_up.text
+        account = client.post(
+            "/v1/accounts",
+            json={"user_id": signed_up.json()["user_id"], "currency": "EUR"},
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        )
+        assert account.status_code == 201, account.text
+        return str(signed_up.json()["access_token"])
+
+
+@pytest.mark.parametrize("credentials", ["admin-key", "customer-token", "no-credentials"])
 def test_no_generated_request_gets_a_server_error(
-    credentials: str, database_url: str, kyc_engine: Any, tmp_path: Path
+    credentials: str, database_url: str, kyc_engine: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _st()
+    monkeypatch.setenv("VIGIL_HOME", str(tmp_path))  # the customer token secret is generated there
     app, service = _build(database_url, kyc_engine)
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"} if credentials == "admin-key" else {}
     with _serving(app, service) as base_url:
         _seed(base_url)
+        if credentials == "customer-token":  # the /v1/me routes reach their handlers
+            headers = {"Authorization": f"Bearer {_customer_token(base_url)}"}
         document = httpx.get(f"{base_url}/openapi.json").json()
         assert _unbounded_integers(document) == []
         report = _run_schemathesis(base_url, tmp_path, headers)

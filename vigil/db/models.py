@@ -299,6 +299,97 @@ class EventOutbox(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=500)
 
 
+class CustomerCredential(SQLModel, table=True):
+    """How a customer signs in: an e-mail address (stored lower-cased) and an argon2id hash of
+    the password (the PHC string, parameters included, so a parameter change rehashes on the
+    next sign-in). One per user; staff and partner backends never have one."""
+
+    __tablename__ = "customer_credentials"
+    __table_args__ = (sa.UniqueConstraint("email", name="uq_customer_credentials_email"),)
+
+    user_id: int = Field(
+        sa_column=Column(sa.BigInteger, sa.ForeignKey("users.user_id"), primary_key=True, autoincrement=False)
+    )
+    email: str = Field(sa_column=Column(sa.String(254), nullable=False))
+    password_hash: str = Field(max_length=255)
+    created_at: datetime = _ts()
+    password_changed_at: datetime = _ts()
+
+
+class CustomerDevice(SQLModel, table=True):
+    """A device a customer has signed in on (the device binding): the shared :class:`Device`
+    row, plus the name the customer gave it and when it was first and last used."""
+
+    __tablename__ = "customer_devices"
+    __table_args__ = (sa.UniqueConstraint("user_id", "device_id", name="uq_customer_devices_user_device"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    user_id: int = Field(sa_column=Column(sa.BigInteger, sa.ForeignKey("users.user_id"), nullable=False))
+    device_id: int = Field(
+        sa_column=Column(sa.BigInteger, sa.ForeignKey("devices.device_id"), nullable=False)
+    )
+    name: str = Field(max_length=64)
+    first_seen_at: datetime = _ts()
+    last_seen_at: datetime = _ts()
+
+
+class CustomerSession(SQLModel, table=True):
+    """One signed-in device: the family of its refresh tokens. Access tokens name it (``sid``)
+    and are refused once it is revoked (sign-out, a reused refresh token) or past ``expires_at``."""
+
+    __tablename__ = "customer_sessions"
+    __table_args__ = (sa.Index("ix_customer_sessions_user", "user_id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    user_id: int = Field(sa_column=Column(sa.BigInteger, sa.ForeignKey("users.user_id"), nullable=False))
+    device_id: int = Field(
+        sa_column=Column(sa.BigInteger, sa.ForeignKey("devices.device_id"), nullable=False)
+    )
+    created_at: datetime = _ts()
+    expires_at: datetime = _ts()
+    revoked_at: datetime | None = _ts(nullable=True)
+    revoked_reason: str | None = Field(default=None, max_length=32)  # signout|refresh_reuse|signout_all
+
+
+class RefreshToken(SQLModel, table=True):
+    """A refresh token, kept only as the SHA-256 of the opaque random token. Each use rotates it
+    (``rotated_at`` set, a new one issued in the same session); presenting a rotated one again
+    revokes the whole session."""
+
+    __tablename__ = "refresh_tokens"
+    __table_args__ = (
+        sa.Index("ix_refresh_tokens_session", "session_id"),
+        sa.UniqueConstraint("token_hash", name="uq_refresh_tokens_token_hash"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    session_id: int = Field(
+        sa_column=Column(sa.BigInteger, sa.ForeignKey("customer_sessions.id"), nullable=False)
+    )
+    token_hash: str = Field(sa_column=Column(sa.String(64), nullable=False))
+    created_at: datetime = _ts()
+    expires_at: datetime = _ts()
+    rotated_at: datetime | None = _ts(nullable=True)
+
+
+class SignInAttempt(SQLModel, table=True):
+    """One sign-in (or sign-up) attempt, kept for the throttles: failures are counted per e-mail
+    address and per IP address from these rows, so a restart forgets nothing. ``email`` is the
+    normalised address as typed, whether or not an account has it."""
+
+    __tablename__ = "sign_in_attempts"
+    __table_args__ = (
+        sa.Index("ix_sign_in_attempts_email_created", "email", "created_at"),
+        sa.Index("ix_sign_in_attempts_ip_created", "ip", "created_at"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    email: str = Field(max_length=254)
+    ip: str = Field(max_length=45)
+    succeeded: bool
+    created_at: datetime = _ts()
+
+
 #: Tables in an order that satisfies every foreign key (load in this order, drop in reverse).
 TABLE_ORDER: tuple[str, ...] = (
     "users",
@@ -314,4 +405,9 @@ TABLE_ORDER: tuple[str, ...] = (
     "alerts",
     "kyc_submissions",
     "event_outbox",
+    "customer_credentials",
+    "customer_devices",
+    "customer_sessions",
+    "refresh_tokens",
+    "sign_in_attempts",
 )

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vigil import __version__, metrics
+from vigil.db.engine import session_scope
 from vigil.db.migrate import head_revision
 from vigil.db.models import (
     Account,
@@ -39,15 +40,19 @@ from vigil.db.models import (
 )
 from vigil.errors import InvalidRequest, PayloadTooLarge, VigilError
 from vigil.gateway.auth import Principal, require_role
+from vigil.gateway.customer import customer_router
 from vigil.gateway.ratelimit import rate_limited
 from vigil.metrics import METRICS_CONTENT_TYPE, render_metrics
+from vigil.monitoring.alerts import apply_notification
 from vigil.schemas import (
     AccountCreate,
+    AlertmanagerWebhook,
     BlacklistCreate,
     Cursor,
     DeviceCreate,
     Id,
     MerchantCreate,
+    OperatorAlertsResult,
     ScreenResult,
     Text,
     TransactionCreate,
@@ -303,11 +308,15 @@ Client = Annotated[Principal, Depends(_client_spend)]
 Reader = Annotated[Principal, Depends(require_role("client", "analyst", "admin"))]
 Analyst = Annotated[Principal, Depends(require_role("analyst", "admin"))]
 Admin = Annotated[Principal, Depends(require_role("admin"))]
+#: Alertmanager's webhook: a key of its own (role ``operator``) or an admin key.
+Operator = Annotated[Principal, Depends(require_role("operator", "admin"))]
 
 ALERT_POLL_S = 1.0
 MAX_SELFIE_FRAMES = 8
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_KYC_BODY_BYTES = (MAX_SELFIE_FRAMES + 1) * MAX_UPLOAD_BYTES
+#: An Alertmanager notification carries every alert of its group, annotations included.
+MAX_ALERTMANAGER_BODY_BYTES = 1024 * 1024
 
 
 async def _read_upload(upload: UploadFile, field: str) -> bytes:
@@ -352,7 +361,11 @@ def create_api(*, screen_fast_path: bool = True) -> FastAPI:
 
     if screen_fast_path:
         api.add_middleware(ScreenFastPath, authenticate=_client_role, spend=_client_spend)
-    api.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES, overrides={"/v1/kyc/": MAX_KYC_BODY_BYTES})
+    api.add_middleware(
+        BodyLimit,
+        max_bytes=MAX_BODY_BYTES,
+        overrides={"/v1/kyc/": MAX_KYC_BODY_BYTES, "/v1/ops/alertmanager": MAX_ALERTMANAGER_BODY_BYTES},
+    )
     api.add_middleware(RequestLog)  # added last = outermost: sees every answer, 413s included
 
     @api.exception_handler(VigilError)
@@ -576,6 +589,20 @@ def create_api(*, screen_fast_path: bool = True) -> FastAPI:
     @api.get("/v1/kyc/submissions/{submission_id}", tags=["kyc"], response_model=KycSubmission)
     async def kyc_status(submission_id: Id, service: Service, _: Reader) -> KycSubmission:
         return await service.kyc_submission(submission_id)
+
+    @api.post(
+        "/v1/ops/alertmanager",
+        tags=["ops"],
+        response_model=OperatorAlertsResult,
+        summary="Alertmanager's webhook: firing alerts become operator alerts in the feed, resolved ones close",
+    )
+    async def alertmanager(body: AlertmanagerWebhook, service: Service, _: Operator) -> OperatorAlertsResult:
+        """Takes Alertmanager's webhook payload (version 4). Idempotent: an incident (fingerprint
+        and start time) is stored once however often it is notified, and resolved once."""
+        async with session_scope(service.sessions) as session:
+            return await apply_notification(session, payload=body, now=datetime.now(UTC))
+
+    api.include_router(customer_router(get_service))  # /v1/auth/*, /v1/me/*: customer tokens
 
     @api.get("/metrics", tags=["ops"], include_in_schema=False)
     async def metrics() -> Response:
