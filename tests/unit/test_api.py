@@ -374,7 +374,7 @@ async def test_an_alert_stream_ends_after_max_seconds_not_after_a_whole_poll(
 ) -> None:
     import time
 
-    from vigil.gateway.api import ALERT_POLL_S
+    from vigil.gateway.sse import ALERT_POLL_S
 
     started = time.perf_counter()
     response = await client.get("/v1/alerts/stream", params={"max_seconds": 0.05})

@@ -7,12 +7,11 @@ Every error is JSON ``{"error": code, "detail": reason}`` with a 4xx status; a 5
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -39,6 +38,7 @@ from vigil.db.models import (
     User,
 )
 from vigil.errors import InvalidRequest, PayloadTooLarge, VigilError
+from vigil.gateway import sse
 from vigil.gateway.auth import Principal, require_role
 from vigil.gateway.customer import customer_router
 from vigil.gateway.ratelimit import rate_limited
@@ -311,7 +311,6 @@ Admin = Annotated[Principal, Depends(require_role("admin"))]
 #: Alertmanager's webhook: a key of its own (role ``operator``) or an admin key.
 Operator = Annotated[Principal, Depends(require_role("operator", "admin"))]
 
-ALERT_POLL_S = 1.0
 MAX_SELFIE_FRAMES = 8
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_KYC_BODY_BYTES = (MAX_SELFIE_FRAMES + 1) * MAX_UPLOAD_BYTES
@@ -547,23 +546,9 @@ def create_api(*, screen_fast_path: bool = True) -> FastAPI:
             Cursor | None, Header(description="the last alert id received: resume after it (SSE)")
         ] = None,
     ) -> StreamingResponse:
-        """Alerts are committed with their decision, so the stream reads the alerts table: every
-        replica sees every alert, and a client resumes with ``after_id`` (or Last-Event-ID)."""
+        """Every user's alerts, or one user's (``user_id``); resume with ``after_id`` or Last-Event-ID."""
         last = after_id if last_event_id is None else last_event_id
-
-        async def events() -> AsyncIterator[str]:
-            nonlocal last
-            clock = asyncio.get_running_loop().time
-            deadline = clock() + max_seconds
-            yield ": connected\n\n"
-            while clock() < deadline and not await request.is_disconnected():
-                for alert in await service.alerts(user_id=user_id, after_id=last, limit=100):
-                    assert alert.id is not None
-                    last = alert.id
-                    yield f"id: {alert.id}\nevent: alert\ndata: {alert.model_dump_json()}\n\n"
-                await asyncio.sleep(max(0.0, min(ALERT_POLL_S, deadline - clock())))  # end on time
-
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return sse.alert_stream(request, service, user_id=user_id, after_id=last, max_seconds=max_seconds)
 
     @api.post(
         "/v1/kyc/submissions",

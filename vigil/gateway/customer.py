@@ -13,9 +13,8 @@ sees it (behind a proxy, the proxy's; forwarded headers are not trusted).
 
 # No `from __future__ import annotations`: the routes' annotations name `Service` and `Customer`,
 # which are local to customer_router(), and FastAPI resolves string annotations in module scope.
-import asyncio
 import ipaddress
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -25,6 +24,7 @@ from pydantic import BaseModel
 
 from vigil.db.engine import session_scope
 from vigil.db.models import Alert
+from vigil.gateway import sse
 from vigil.gateway.ratelimit import RateLimited, current_rate_limiter
 from vigil.identity import me
 from vigil.identity.schemas import RefreshRequest, SignIn, SignOut, SignUp, TokenPair
@@ -32,8 +32,6 @@ from vigil.identity.service import CustomerPrincipal
 from vigil.identity.tokens import InvalidToken
 from vigil.schemas import AwareDatetime, Cursor, Id
 from vigil.service import VigilService
-
-ALERT_POLL_S = 1.0
 
 
 class SignedOut(BaseModel):
@@ -221,24 +219,18 @@ def customer_router(get_service: Callable[[Request], Awaitable[VigilService]]) -
         """Only this customer's alerts (a payment held or declined, a new device). The stream
         ends when the session does (sign-out, revocation, expiry): reconnect with a fresh token."""
         last = after_id if last_event_id is None else last_event_id
-        user_id = customer.user_id
 
-        async def events() -> AsyncIterator[str]:
-            nonlocal last
-            clock = asyncio.get_running_loop().time
-            deadline = clock() + max_seconds
-            yield ": connected\n\n"
-            while clock() < deadline and not await request.is_disconnected():
-                if not await service.identity.session_live(customer):
-                    yield "event: session_ended\ndata: {}\n\n"
-                    return
-                for alert in await service.alerts(user_id=user_id, after_id=last, limit=100):
-                    assert alert.id is not None and alert.user_id == user_id
-                    last = alert.id
-                    yield f"id: {alert.id}\nevent: alert\ndata: {alert.model_dump_json()}\n\n"
-                await asyncio.sleep(max(0.0, min(ALERT_POLL_S, deadline - clock())))
+        async def session_live() -> bool:
+            return await service.identity.session_live(customer)
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return sse.alert_stream(
+            request,
+            service,
+            user_id=customer.user_id,
+            after_id=last,
+            max_seconds=max_seconds,
+            still_allowed=session_live,
+        )
 
     @router.post(
         "/v1/me/transactions",
