@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup run test test-unit test-integration lint format bench bench-generate bench-train bench-restart \
+.PHONY: help setup run run-monitoring test test-unit test-integration lint format bench bench-generate bench-train bench-restart \
         bench-serve bench-kyc bench-features bench-explain clean
 
 help:  ## List the targets.
@@ -15,6 +15,10 @@ setup:  ## Create .venv and install Vigil with its dev tools.
 
 run: setup  ## Start Vigil (local Ray on 127.0.0.1, SQLite, in-process bus); Ctrl-C stops it.
 	@$(VENV)/bin/vigil up
+
+run-monitoring: setup  ## Prometheus and Alertmanager on 127.0.0.1 against a running `make run`.
+	@scripts/install-monitoring.sh
+	@scripts/run-monitoring.sh
 
 test: setup  ## Run every test tier (unit, then integration with real Ray/PostgreSQL/Redis/Prometheus).
 	@scripts/install-monitoring.sh
