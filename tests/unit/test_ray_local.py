@@ -159,7 +159,7 @@ def test_the_patched_replica_module_does_not_share_a_port_another_process_listen
                 await replica.start_asgi_http_server(
                     app, HTTPOptions(host="127.0.0.1", port=port), event_loop=asyncio.get_running_loop()
                 )
-                outcome = "shared"
+                outcome = "both bound"
             except RuntimeError as exc:
                 outcome = f"refused: {exc.__cause__}"
             server.should_exit = True
