@@ -100,6 +100,17 @@ async def _incident_rows(session: AsyncSession, user_id: int, tag: str) -> list[
     return list((await session.execute(query)).scalars().all())
 
 
+async def _add(
+    session: AsyncSession, user_id: int, kind: str, severity: str, message: str, now: datetime
+) -> int:
+    """Store one operator alert row; its id."""
+    row = Alert(user_id=user_id, kind=kind, severity=severity, message=message, created_at=now)
+    session.add(row)
+    await session.flush()
+    assert row.id is not None
+    return row.id
+
+
 async def apply_notification(
     session: AsyncSession, *, payload: AlertmanagerWebhook, now: datetime
 ) -> OperatorAlertsResult:
@@ -118,17 +129,7 @@ async def apply_notification(
             if rows:
                 unchanged += 1
                 continue
-            new = Alert(
-                user_id=user_id,
-                kind=FIRING,
-                severity=severity,
-                message=_message("[FIRING]", alert),
-                created_at=now,
-            )
-            session.add(new)
-            await session.flush()
-            assert new.id is not None
-            created.append(new.id)
+            created.append(await _add(session, user_id, FIRING, severity, _message("[FIRING]", alert), now))
             continue
         if notices:
             unchanged += 1
@@ -137,17 +138,7 @@ async def apply_notification(
             row.kind = RESOLVED
             assert row.id is not None
             resolved.append(row.id)
-        notice = Alert(
-            user_id=user_id,
-            kind=RESOLVED,
-            severity=severity,
-            message=_message("[RESOLVED]", alert),
-            created_at=now,
-        )
-        session.add(notice)
-        await session.flush()
-        assert notice.id is not None
-        created.append(notice.id)
+        created.append(await _add(session, user_id, RESOLVED, severity, _message("[RESOLVED]", alert), now))
     return OperatorAlertsResult(created=created, resolved=resolved, unchanged=unchanged)
 
 
